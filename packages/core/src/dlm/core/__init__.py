@@ -1,0 +1,27 @@
+"""dlm.core: the Llama-family backbone, KV cache, tokenizers, checkpoints and HF I/O."""
+
+from dlm.core.cache import KVCache
+from dlm.core.checkpoint import load_checkpoint, load_model, save_checkpoint
+from dlm.core.config import ModelConfig
+from dlm.core.hf import from_hf, to_hf
+from dlm.core.model import Transformer
+from dlm.core.protocols import Decoder, DecodeStats, Tokenizer
+from dlm.core.tokenizers import ByteTokenizer, HFTokenizer
+from dlm.core.version import __version__
+
+__all__ = [
+    "ByteTokenizer",
+    "DecodeStats",
+    "Decoder",
+    "HFTokenizer",
+    "KVCache",
+    "ModelConfig",
+    "Tokenizer",
+    "Transformer",
+    "__version__",
+    "from_hf",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "to_hf",
+]

@@ -1,0 +1,105 @@
+"""Preallocated per-layer KV cache with per-row lengths.
+
+Row r keeps its committed tokens in slots [0, length_r). A forward over q new tokens writes their K/V
+into slots [length_r, length_r + q) of every layer and attends over slots [0, max(length) + q): the
+mask (dlm.attention Draft/Verify) hides each row's unused slots. Committing advances every row by q;
+not committing leaves the lengths alone, so the written slots stay scratch space and the committed
+prefix is untouched (the draft pass). `crop` rolls rows back after rejected tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where one forward's q new tokens go; computed once per forward, shared by all layers."""
+
+    start: int | None  # the common offset when every row has the same length, else None
+    index: Tensor | None  # (batch, q) slot per new token when rows differ
+    view_len: int  # keys attended: max(length) + q
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if batch <= 0 or max_len <= 0:
+            raise ValueError(f"KVCache needs batch > 0 and max_len > 0, got batch={batch}, max_len={max_len}")
+        shape = (n_layers, batch, kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._lengths = [0] * batch
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Committed tokens per row (a copy)."""
+        return list(self._lengths)
+
+    def prepare(self, q_len: int) -> Slots:
+        """Check that q_len more tokens fit in every row and compute their slots."""
+        for row, length in enumerate(self._lengths):
+            if length + q_len > self.max_len:
+                raise ValueError(
+                    f"KV cache overflow: row {row} holds {length} tokens, {q_len} more exceed max_len={self.max_len}"
+                )
+        view_len = max(self._lengths) + q_len
+        if len(set(self._lengths)) == 1:
+            return Slots(start=self._lengths[0], index=None, view_len=view_len)
+        starts = torch.tensor(self._lengths, device=self.k.device).unsqueeze(1)
+        index = starts + torch.arange(q_len, device=self.k.device)
+        return Slots(start=None, index=index, view_len=view_len)
+
+    def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
+        """Store k, v (batch, kv_heads, q, head_dim) in their slots; return this layer's keys and values
+        over [0, view_len)."""
+        k_store, v_store = self.k[layer], self.v[layer]
+        if slots.start is not None:
+            end = slots.start + k.shape[2]
+            k_store[:, :, slots.start : end] = k
+            v_store[:, :, slots.start : end] = v
+        else:
+            rows = torch.arange(k.shape[0], device=k.device).unsqueeze(1)
+            k_store[rows, :, slots.index] = k.transpose(1, 2)
+            v_store[rows, :, slots.index] = v.transpose(1, 2)
+        return k_store[:, :, : slots.view_len], v_store[:, :, : slots.view_len]
+
+    def advance(self, q_len: int) -> None:
+        self._lengths = [length + q_len for length in self._lengths]
+
+    def crop(self, lengths: Sequence[int] | Tensor | int) -> None:
+        """Roll rows back to the given lengths (an int applies to every row); never forward."""
+        if isinstance(lengths, int):
+            lengths = [lengths] * self.batch
+        new = [int(x) for x in (lengths.tolist() if isinstance(lengths, Tensor) else lengths)]
+        if len(new) != self.batch:
+            raise ValueError(f"crop needs {self.batch} lengths, got {len(new)}")
+        for row, (old, length) in enumerate(zip(self._lengths, new, strict=True)):
+            if not 0 <= length <= old:
+                raise ValueError(
+                    f"cannot crop row {row} to {length}: it holds {old} tokens (crop never grows)"
+                )
+        self._lengths = new
+
+    def reset(self) -> None:
+        self._lengths = [0] * self.batch

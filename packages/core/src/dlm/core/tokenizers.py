@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+ADDED_MASK_TOKEN = "<|mask|>"
 MASK_TOKEN_NAMES = ("<|mask|>", "[MASK]", "<mask>", "<|MASK|>", "<|mdm_mask|>")
 
 
@@ -28,13 +29,44 @@ class ByteTokenizer:
     def save(self, directory: Path) -> None:
         """Nothing to write: the spec alone recreates it."""
 
+    def as_hf(self) -> HFTokenizer:
+        """The same tokenizer as a `tokenizers` byte-level BPE (what an HF export writes).
+
+        The 256 byte symbols come in byte order with no merges, so every byte is its own token with
+        its own id; the specials follow at 256..259 and are never matched inside text, as here.
+        """
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        symbols = _byte_symbols()
+        tok = Tokenizer(models.BPE(vocab={symbols[b]: b for b in range(256)}, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens(["<pad>", "<eos>", "[MASK]", "<bos>"])
+        tok.encode_special_tokens = True
+        return HFTokenizer(tok, self.eos_id, self.pad_id, self.bos_id, self.mask_id)
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's byte -> printable character table, which the ByteLevel pre-tokenizer and decoder use:
+    printable Latin-1 bytes stand for themselves, the rest map to chr(256 + n) in byte order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            symbols[b] = chr(b)
+        else:
+            symbols[b] = chr(256 + shifted)
+            shifted += 1
+    return [symbols[b] for b in range(256)]
+
 
 class HFTokenizer:
     """A `tokenizers` tokenizer (a checkpoint's tokenizer.json) with the special-token ids decoders need.
 
     `from_directory` reads tokenizer.json and tokenizer_config.json; when there is no mask token and
     add_mask_token is set, "<|mask|>" is appended as a special token, so its id is the old vocabulary
-    size (the model then grows one embedding row to match).
+    size (the model then grows one embedding row to match). tokenizer_config.json's
+    split_special_tokens (as in transformers) makes special tokens' text encode as ordinary text.
     """
 
     def __init__(
@@ -74,10 +106,19 @@ class HFTokenizer:
             MASK_TOKEN_NAMES
         )
         mask_id = next((tok.token_to_id(n) for n in names if tok.token_to_id(n) is not None), None)
+        tok.encode_special_tokens = bool(settings.get("split_special_tokens", False))
+        tokenizer = cls(tok, eos_id, special("pad_token"), special("bos_token"), mask_id)
         if mask_id is None and add_mask_token:
-            tok.add_special_tokens(["<|mask|>"])
-            mask_id = tok.token_to_id("<|mask|>")
-        return cls(tok, eos_id, special("pad_token"), special("bos_token"), mask_id)
+            tokenizer.add_mask_token()
+        return tokenizer
+
+    def add_mask_token(self) -> int:
+        """Append "<|mask|>" as a special token (id = the current vocabulary size) and make it [MASK]."""
+        if self.mask_id is not None:
+            raise ValueError(f"the tokenizer already has a mask token (id {self.mask_id})")
+        self.tok.add_special_tokens([ADDED_MASK_TOKEN])
+        self.mask_id = self.tok.token_to_id(ADDED_MASK_TOKEN)
+        return self.mask_id
 
     @property
     def vocab_size(self) -> int:
@@ -91,7 +132,9 @@ class HFTokenizer:
 
     def to_spec(self) -> dict[str, Any]:
         ids = {"eos_id": self.eos_id, "pad_id": self.pad_id, "bos_id": self.bos_id, "mask_id": self.mask_id}
-        return {"kind": "hf", "json": self.tok.to_str(), **ids}
+        # tokenizer.json does not record encode_special_tokens, so the spec carries it.
+        split = {"split_special_tokens": True} if self.tok.encode_special_tokens else {}
+        return {"kind": "hf", "json": self.tok.to_str(), **ids, **split}
 
     def save(self, directory: Path) -> None:
         """Write tokenizer.json and a tokenizer_config.json naming the special tokens."""
@@ -104,6 +147,8 @@ class HFTokenizer:
         }
         settings = {key: self.tok.id_to_token(i) for key, i in names.items() if i is not None}
         settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+        if self.tok.encode_special_tokens:
+            settings["split_special_tokens"] = True
         (directory / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
 
 
@@ -120,5 +165,7 @@ def tokenizer_from_spec(spec: dict[str, Any]) -> ByteTokenizer | HFTokenizer:
         from tokenizers import Tokenizer
 
         ids = {k: spec.get(k) for k in ("pad_id", "bos_id", "mask_id")}
-        return HFTokenizer(Tokenizer.from_str(spec["json"]), spec["eos_id"], **ids)
+        tok = Tokenizer.from_str(spec["json"])
+        tok.encode_special_tokens = bool(spec.get("split_special_tokens", False))
+        return HFTokenizer(tok, spec["eos_id"], **ids)
     raise ValueError(f"unknown tokenizer kind {kind!r} in checkpoint; expected 'byte' or 'hf'")

@@ -189,13 +189,16 @@ def test_dtype_follows_the_checkpoint_unless_given(tmp_path):
 
 def test_sliding_window_is_accepted_with_a_warning(tmp_path, caplog):
     _, mistral = saved(tmp_path, "mistral", False, sliding_window=777)
-    _, qwen2 = saved(tmp_path, "qwen2", False, name="qwen2")  # use_sliding_window is false
+    _, qwen2 = saved(tmp_path, "qwen2", False, name="qwen2", sliding_window=555)  # switched off
+    _, qwen3 = saved(tmp_path, "qwen3", False, name="qwen3", sliding_window=666, use_sliding_window=True)
     with caplog.at_level(logging.WARNING, logger="dlm.core.hf.config_map"):
         from_hf(qwen2)
         assert not caplog.records
         model, _ = from_hf(mistral)
         from_hf(mistral)
-    assert len(caplog.records) == 1 and "window 777" in caplog.records[0].getMessage()
+        from_hf(qwen3)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2 and "window 777" in messages[0] and "window 666" in messages[1]
     assert model.config.extra["sliding_window"] == 777
 
 

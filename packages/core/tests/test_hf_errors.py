@@ -49,21 +49,27 @@ def test_no_weights_at_all(tmp_path):
         from_hf(directory)
 
 
-def test_missing_weight_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda state: state.pop("model.layers.0.mlp.up_proj.weight"),
+            "missing weight 'layers.0.mlp.up.weight'",
+        ),
+        # a name with no counterpart is reported as the checkpoint spells it
+        (
+            lambda state: state.update({"model.layers.0.self_attn.o_proj.bias": torch.zeros(32)}),
+            "unexpected weight 'model.layers.0.self_attn.o_proj.bias'",
+        ),
+    ],
+    ids=["missing", "unexpected"],
+)
+def test_missing_or_unexpected_weight_is_named(tmp_path, edit, message):
     directory = exported(tmp_path)
     state = load_file(str(directory / "model.safetensors"))
-    del state["model.layers.0.mlp.up_proj.weight"]
+    edit(state)
     save_file(state, str(directory / "model.safetensors"))
-    with pytest.raises(ValueError, match="missing weight 'layers.0.mlp.up.weight'"):
-        from_hf(directory)
-
-
-def test_unexpected_weight_keeps_its_hf_name(tmp_path):
-    directory = exported(tmp_path)
-    state = load_file(str(directory / "model.safetensors"))
-    state["model.layers.0.self_attn.o_proj.bias"] = torch.zeros(32)
-    save_file(state, str(directory / "model.safetensors"))
-    with pytest.raises(ValueError, match="unexpected weight 'model.layers.0.self_attn.o_proj.bias'"):
+    with pytest.raises(ValueError, match=message):
         from_hf(directory)
 
 

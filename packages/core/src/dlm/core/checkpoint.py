@@ -12,15 +12,13 @@ whose trained model's weights sit under the "model." prefix of the state dict.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from dlm.core.atomic import staged_directory
 from dlm.core.config import ModelConfig
 from dlm.core.model import Transformer
 from dlm.core.tokenizers import tokenizer_from_spec
@@ -35,10 +33,7 @@ def checkpoint_record(model: Transformer, tokenizer) -> dict[str, Any]:
 
 def save_checkpoint(model: Transformer, tokenizer, directory: str | Path) -> Path:
     """Write model + tokenizer to `directory` atomically (replacing an existing checkpoint there)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with staged_directory(directory) as tmp:
         record = checkpoint_record(model, tokenizer)
         record["tokenizer"].pop("json", None)
         (tmp / RECORD).write_text(json.dumps(record, indent=2))
@@ -48,25 +43,14 @@ def save_checkpoint(model: Transformer, tokenizer, directory: str | Path) -> Pat
         save_file(state, str(tmp / WEIGHTS))
         if hasattr(tokenizer, "save"):
             tokenizer.save(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def model_from_record(
     record: dict[str, Any], state: dict[str, torch.Tensor], source: str
 ) -> tuple[Transformer, Any]:
     config = ModelConfig.from_dict(record["model"])
-    model = Transformer(config)
+    model = Transformer.empty(config, dtype=next(iter(state.values())).dtype)
     load_weights(model, state, source)
     return model, tokenizer_from_spec(record["tokenizer"])
 

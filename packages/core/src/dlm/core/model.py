@@ -108,6 +108,23 @@ class Transformer(nn.Module):
         )
         self.reset_parameters()
 
+    @classmethod
+    def empty(
+        cls, config: ModelConfig, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    ) -> Transformer:
+        """A model with uninitialised weights, for loading (random init costs minutes at 8B parameters)."""
+        with torch.device("meta"):
+            model = cls(config)
+        model = model.to(dtype).to_empty(device=device)
+        # to_empty gives each parameter new storage, which unties a tied head, and leaves the RoPE
+        # table (a buffer outside the state dict) blank: restore both.
+        if config.tie_embeddings:
+            model.lm_head.weight = model.embed.weight
+        model.inv_freq = inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling).to(
+            device
+        )
+        return model
+
     def reset_parameters(self) -> None:
         """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layers)."""
         std = self.config.init_std

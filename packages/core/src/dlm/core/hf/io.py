@@ -9,22 +9,17 @@ imported here: config.json is read as data (config_map.py, families.py) and the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dlm.core.atomic import staged_directory
 from dlm.core.checkpoint import load_weights
 from dlm.core.config import ModelConfig
 from dlm.core.hf.config_map import checkpoint_dtype, hf_config_from_model, model_config_from_hf
 from dlm.core.hf.weights import read_hf_state, write_hf_state
 from dlm.core.model import Transformer
-from dlm.core.rope import inverse_frequencies
 from dlm.core.tokenizers import ByteTokenizer, HFTokenizer
 
 CONFIG = "config.json"
@@ -61,7 +56,7 @@ def from_hf(
         config = config.replace(mask_token_id=tok.mask_id)
     state = read_hf_state(directory)
     stored = state["embed.weight"].dtype if "embed.weight" in state else torch.float32
-    model = _empty_model(config, dtype or checkpoint_dtype(cfg, source) or stored)
+    model = Transformer.empty(config, dtype or checkpoint_dtype(cfg, source) or stored)
     load_weights(model, state, source)
     if tok is not None and tok.mask_id is None and add_mask_token:
         model.add_mask_token(tok.add_mask_token())
@@ -80,19 +75,6 @@ def _read_tokenizer(directory: Path, config: ModelConfig) -> HFTokenizer:
             f"{config.vocab_size}; its ids would fall outside the embedding"
         )
     return tok
-
-
-def _empty_model(config: ModelConfig, dtype: torch.dtype) -> Transformer:
-    """A model with uninitialised weights in `dtype` (random init costs minutes at 8B parameters)."""
-    with torch.device("meta"):
-        model = Transformer(config)
-    model = model.to(dtype).to_empty(device="cpu")
-    # to_empty gives each parameter new storage, which unties a tied head, and leaves the RoPE
-    # table (a buffer outside the state dict) blank: restore both as Transformer.__init__ does.
-    if config.tie_embeddings:
-        model.lm_head.weight = model.embed.weight
-    model.inv_freq = inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling)
-    return model
 
 
 def to_hf(model: Transformer, tokenizer: Any, directory: str | Path) -> Path:
@@ -120,26 +102,8 @@ def to_hf(model: Transformer, tokenizer: Any, directory: str | Path) -> Path:
     special_ids = {"bos": hf_tok.bos_id, "eos": hf_tok.eos_id, "pad": hf_tok.pad_id}
     hf_config = hf_config_from_model(config, model.embed.weight.dtype, special_ids)
     directory = Path(directory)
-    with _staging(directory) as tmp:
+    with staged_directory(directory) as tmp:
         (tmp / CONFIG).write_text(json.dumps(hf_config, indent=2))
         write_hf_state(model.state_dict(), config.tie_embeddings, tmp)
         hf_tok.save(tmp)
     return directory
-
-
-@contextmanager
-def _staging(directory: Path) -> Iterator[Path]:
-    """A temporary sibling of `directory` that replaces it when the block succeeds."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        yield tmp
-        old = directory.with_name(f".{directory.name}.old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from dlm.attention import Causal
+from dlm.core import ByteTokenizer, ModelConfig, Transformer, load_checkpoint, load_model, save_checkpoint
+from dlm.core.checkpoint import checkpoint_record
+
+
+def tiny(tie=True) -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(
+        ModelConfig(vocab_size=260, dim=32, n_layers=2, n_heads=4, tie_embeddings=tie, mask_token_id=258)
+    )
+
+
+def logits(model):
+    tokens = torch.arange(10).unsqueeze(0)
+    return model(tokens, torch.arange(10).unsqueeze(0), Causal())
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_round_trip_is_exact(tmp_path, tie):
+    model = tiny(tie)
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt")
+    loaded, tok = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    assert isinstance(tok, ByteTokenizer)
+    assert torch.equal(logits(loaded), logits(model))
+    assert (loaded.lm_head.weight is loaded.embed.weight) == tie
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = tiny()
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt")
+    import dlm.core.checkpoint as ckpt
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    load_checkpoint(tmp_path / "ckpt")
+
+
+def test_load_model_reads_a_lightning_style_checkpoint(tmp_path):
+    model = tiny()
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "dlm": checkpoint_record(model, ByteTokenizer())}, tmp_path / "x.ckpt")
+    loaded, _ = load_model(tmp_path / "x.ckpt")
+    assert torch.equal(logits(loaded), logits(model))
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    with pytest.raises(ValueError, match="without a 'dlm' record"):
+        load_model(tmp_path / "plain.ckpt")
+    with pytest.raises(FileNotFoundError, match="expected a dlm checkpoint directory"):
+        load_model(tmp_path)
+    save_checkpoint(tiny(), ByteTokenizer(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path):
+    model = tiny()
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt")
+    import json
+
+    record = json.loads((tmp_path / "ckpt" / "dlm.json").read_text())
+    record["model"]["dim"] = 64
+    (tmp_path / "ckpt" / "dlm.json").write_text(json.dumps(record))
+    with pytest.raises(
+        ValueError, match="weight 'embed.weight' has shape \\(260, 32\\), the config needs \\(260, 64\\)"
+    ):
+        load_model(tmp_path / "ckpt")

@@ -1,0 +1,72 @@
+"""Autoregressive decoding with the KV cache: one forward per token, greedy or sampled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.sampling import Sampler
+from dlm.decoding.session import Decoding, Progress, Stream, Timer, check_prompts, new_cache
+
+
+class ARDecoder:
+    """Each step feeds every row's pending token t (Verify mask of width 1, committed) and picks the
+    next token from its logit: greedy (temperature 0) or sampled with temperature, top-k, top-p.
+
+    Args:
+        temperature, top_k, top_p: see `Sampler`.
+        seed: seeds the generator that every sampled token draws from (one per generate call).
+        eos_id: a row stops after emitting it (None: only the budget stops rows).
+        max_len: cache capacity (default model.config.max_seq_len).
+    """
+
+    name = "ar"
+
+    def __init__(
+        self,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        eos_id: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    @torch.no_grad()
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        stats = DecodeStats()
+        with Timer(stats):
+            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+            mask_id = model.config.mask_token_id
+            generator = torch.Generator().manual_seed(self.seed)
+            target = Stream(
+                "target", model, new_cache(model, prompts, max_new_tokens, 1, self.max_len), stats
+            )
+            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+            target.prefill(prompts)
+            while rows.active:
+                active = rows.active
+                before = target.cache.lengths
+                layout = target.layout()
+                for r in active:
+                    layout.add(r, [rows.pending[r]], before[r], causal=True)
+                logits = target.forward(layout, len(active), commit=True)
+                tokens = self.sampler.pick(logits[active, 0].cpu(), mask_id, generator).tolist()
+                keep = list(before)
+                for r, token in zip(active, tokens, strict=True):
+                    rows.emit(r, [token])
+                    rows.pending[r] = token
+                    keep[r] += 1
+                target.settle(keep)
+        return Decoding(rows.out, stats, {"target": target.cache})

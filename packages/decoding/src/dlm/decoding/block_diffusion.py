@@ -1,0 +1,205 @@
+"""Block-diffusion decoding with the Fast-dLLM confidence rule and an exact block KV cache.
+
+A block is `[t, MASK x (B-1)]` with t the pending token (anchor convention). Each forward runs the
+block bidirectionally over the cache (Draft mask, not committed) and fills every masked position
+whose confidence (the probability of the token it would take) reaches the threshold, and always
+the most confident one. When the block is full its tokens are emitted; the token after the block,
+the next anchor t', is emitted too and the block's K/V are committed from its final tokens, in the
+model's clean-stream attention (`clean`):
+
+- fold (default for token-shift models): t' is the cross-block prediction at the last position of
+  the block's final draft forward, so it is known before the commit and the commit rides in the next
+  block's first forward: `[block (commit) ; t', MASK x (B-1) (draft, sees the block)]`.
+- no fold: a separate commit forward over the block, whose last (clean, next-token) logit gives t'.
+
+A row stops at EOS (once every position up to the first EOS is filled) or at the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.sampling import Sampler, draw, without_mask
+from dlm.decoding.session import (
+    Decoding,
+    Progress,
+    Stream,
+    Timer,
+    check_prompts,
+    mask_token,
+    new_cache,
+    positive,
+)
+from dlm.decoding.speculation import block_predictions
+
+
+class CausalCommit:
+    """The clean stream is token-causal (a TriMode-trained model): a finished block is committed
+    with the Verify mask, causal within the block, as the model's AR half computes it."""
+
+    causal = True
+
+    def __repr__(self) -> str:
+        return "CausalCommit()"
+
+
+class BlockCommit:
+    """The clean stream is block-causal (a BlockDiffusion-trained conversion model): a finished block
+    is committed with the Draft mask, bidirectional within the block. Decode blocks start at the
+    first pending token, so the committed text's blocks are: each prompt token alone (the prompt is
+    prefilled causally), then the decoded blocks of B tokens."""
+
+    causal = False
+
+    def __repr__(self) -> str:
+        return "BlockCommit()"
+
+
+class BlockDiffusionDecoder:
+    """Args:
+    block_size: B, the block length including the anchor (training block size); at least 2.
+    threshold: the Fast-dLLM confidence threshold tau in (0, 1].
+    sub_block: fill the block's B-1 masks in consecutive sub-blocks of this size, left to right
+        (Fast-dLLM v2); None fills the whole block at once.
+    clean: CausalCommit() (tri-mode) or BlockCommit() (conversion): how a finished block's K/V are
+        computed.
+    fold: take t' from the cross-block prediction and fold the commit into the next forward; None
+        means "when the model has token shift" (fold needs it).
+    temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder; with temperature > 0 each
+        filled token is sampled and its confidence is its sampled probability.
+    """
+
+    name = "block"
+
+    def __init__(
+        self,
+        block_size: int = 8,
+        threshold: float = 0.9,
+        sub_block: int | None = None,
+        clean: CausalCommit | BlockCommit | None = None,
+        fold: bool | None = None,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        eos_id: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        self.block_size = positive("block_size", block_size)
+        if block_size < 2:
+            raise ValueError(
+                f"block_size must be at least 2 (the pending token and one mask), got {block_size}"
+            )
+        if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        self.threshold = float(threshold)
+        self.sub_block = None if sub_block is None else positive("sub_block", sub_block)
+        self.clean = CausalCommit() if clean is None else clean
+        if not isinstance(self.clean, CausalCommit | BlockCommit):
+            raise ValueError(f"clean must be CausalCommit() or BlockCommit(), got {clean!r}")
+        self.fold = fold
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    def folds(self, model: nn.Module) -> bool:
+        shift = model.config.token_shift
+        if self.fold and not shift:
+            raise ValueError(
+                "fold=True takes the next anchor from the cross-block prediction, which needs a "
+                "token-shift model (model.config.token_shift is False)"
+            )
+        return shift if self.fold is None else self.fold
+
+    @torch.no_grad()
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        stats = DecodeStats()
+        with Timer(stats):
+            mask_id = mask_token(model, type(self).__name__)
+            fold, shift, B = self.folds(model), model.config.token_shift, self.block_size
+            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+            generator = torch.Generator().manual_seed(self.seed)
+            cache = new_cache(model, prompts, max_new_tokens, 2 * B, self.max_len)
+            target = Stream("target", model, cache, stats, filler=mask_id)
+            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+            target.prefill(prompts)
+            blocks = [[t] + [mask_id] * (B - 1) for t in rows.pending]
+            finished = [False] * len(prompts)  # block full, its commit still due
+            while rows.active:
+                active, before = rows.active, target.cache.lengths
+                layout = target.layout()
+                offsets: dict[int, int | None] = {}
+                for r in active:
+                    c = before[r]
+                    if not finished[r]:
+                        offsets[r] = layout.add(r, blocks[r], c, causal=False)
+                        continue
+                    layout.add(r, blocks[r], c, causal=self.clean.causal)
+                    offsets[r] = None
+                    if fold:
+                        blocks[r] = [rows.pending[r]] + [mask_id] * (B - 1)
+                        offsets[r] = layout.add(r, blocks[r], c + B, causal=False, sees=B)
+                commits = [r for r in active if finished[r]]
+                logits = target.forward(layout, len(active), commit=bool(commits)).cpu()
+                keep = list(before)
+                for r in commits:
+                    keep[r] += B
+                    finished[r] = False
+                for r in active:
+                    o = offsets[r]
+                    if o is None:  # a commit without fold: its last (clean) logit gives the anchor
+                        anchor = int(self.sampler.pick(logits[r, B - 1], mask_id, generator))
+                        rows.emit(r, [anchor])
+                        rows.pending[r] = anchor
+                        blocks[r] = [anchor] + [mask_id] * (B - 1)
+                        continue
+                    predictions = block_predictions(logits[r, o : o + B], shift)
+                    self.fill(blocks[r], predictions, mask_id, generator)
+                    if self.ready(blocks[r], rows.room(r), mask_id):
+                        rows.emit(r, blocks[r][1:])
+                        if rows.done[r]:
+                            continue
+                        if fold:
+                            anchor = int(self.sampler.pick(predictions[B - 1], mask_id, generator))
+                            rows.emit(r, [anchor])
+                            rows.pending[r] = anchor
+                        finished[r] = not rows.done[r]
+                target.settle(keep)
+        return Decoding(rows.out, stats, {"target": target.cache})
+
+    def fill(self, block: list[int], predictions, mask_id: int, generator) -> None:
+        """One Fast-dLLM step on block (in place): predictions[j - 1] is for block position j."""
+        masked = [j for j in range(1, len(block)) if block[j] == mask_id]
+        if self.sub_block is not None:
+            first = (masked[0] - 1) // self.sub_block
+            masked = [j for j in masked if (j - 1) // self.sub_block == first]
+        logits = predictions[[j - 1 for j in masked]]
+        if self.sampler.greedy:
+            p = without_mask(logits, mask_id).softmax(-1)
+            confidence, tokens = p.max(-1)
+        else:
+            p = self.sampler.probs(logits, mask_id)
+            tokens = draw(p, generator)
+            confidence = p.gather(-1, tokens[:, None])[:, 0]
+        best = int(confidence.argmax())
+        for i, j in enumerate(masked):
+            if i == best or confidence[i] >= self.threshold:
+                block[j] = int(tokens[i])
+
+    def ready(self, block: list[int], room: int, mask_id: int) -> bool:
+        """Whether the block can be emitted: every position up to the budget or the first EOS is filled."""
+        for j in range(1, min(len(block), room + 1)):
+            if block[j] == mask_id:
+                return False
+            if block[j] == self.eos_id:
+                return True
+        return True

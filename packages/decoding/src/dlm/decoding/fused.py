@@ -1,0 +1,129 @@
+"""Fused self-speculation: one forward verifies the current drafts and drafts the next block.
+
+Our formulation (following DESIGN §7 and the anchor convention). With pending token t at position
+c and drafts d_1..d_m, a fused forward holds, per row:
+
+- the verify segment `[t, d_1..d_m]` at c..c+m (causal, committed: cropped after acceptance);
+- candidate draft blocks `[x_j, MASK x k]` at c+j..c+j+k, x_0 = t, x_j = d_j, each seeing the
+  prefix, the verify tokens before it (t, d_1..d_(j-1)) and itself bidirectionally. That is exactly
+  the draft block the anchor convention builds for "d_1..d_(j-1) committed, x_j pending", so
+  candidate j is right when j drafts are accepted. Plain fused drafts only j = m (full acceptance);
+  the quadratic form drafts every j = 0..m, so some candidate always fits.
+
+The bonus token a_j is only known after the forward, so a candidate's first prediction (for the
+bonus position) is dropped and its later ones are the next drafts: k of them with token shift
+(the last comes from the cross-block logit), k - 1 without. When no candidate fits (plain fused
+after a rejection) the row's next forward is a plain draft forward `[a_n, MASK x k]`, whose
+predictions all become drafts (k + 1 with shift, k without). Every forward counts once per active
+row, so TPF is honest: a plain-fused step costs one forward after full acceptance and two after a
+rejection; a quadratic step always costs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.sampling import Sampler
+from dlm.decoding.session import (
+    Decoding,
+    Progress,
+    Stream,
+    Timer,
+    check_prompts,
+    mask_token,
+    new_cache,
+    positive,
+)
+from dlm.decoding.speculation import Drafts, block_predictions, propose, verify
+
+
+class FusedSelfSpeculativeDecoder:
+    """Self-speculation (see SelfSpeculativeDecoder) with the verify of one block and the draft of the
+    next in one forward; `quadratic=True` drafts a candidate next block for every acceptance length.
+
+    Args:
+        k: masks per draft block (the model's training block size minus one).
+        quadratic: draft k + 1 candidate blocks per forward instead of one.
+        temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
+    """
+
+    def __init__(
+        self,
+        k: int = 4,
+        quadratic: bool = False,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        eos_id: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        self.k = positive("k", k)
+        self.quadratic = quadratic
+        self.name = "quadratic" if quadratic else "fused"
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    def scratch(self) -> int:
+        """The widest row: up to k + 2 verify tokens and one (quadratic: up to k + 2) candidate
+        blocks of k + 1 tokens."""
+        candidates = self.k + 2 if self.quadratic else 1
+        return self.k + 2 + candidates * (self.k + 1)
+
+    @torch.no_grad()
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        stats = DecodeStats()
+        with Timer(stats):
+            mask_id = mask_token(model, type(self).__name__)
+            shift, k = model.config.token_shift, self.k
+            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+            generator = torch.Generator().manual_seed(self.seed)
+            cache = new_cache(model, prompts, max_new_tokens, self.scratch(), self.max_len)
+            target = Stream("target", model, cache, stats, filler=mask_id)
+            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+            target.prefill(prompts)
+            drafts: list[Drafts | None] = [None] * len(prompts)
+            while rows.active:
+                active, before = rows.active, target.cache.lengths
+                layout = target.layout()
+                offsets: dict[int, dict[int, int]] = {}
+                for r in active:
+                    t, c = rows.pending[r], before[r]
+                    if drafts[r] is None:
+                        layout.add(r, [t] + [mask_id] * k, c, causal=False)
+                        continue
+                    x = [t] + drafts[r].tokens
+                    layout.add(r, x, c, causal=True)
+                    js = range(len(x)) if self.quadratic else [len(x) - 1]
+                    offsets[r] = {j: layout.add(r, [x[j]] + [mask_id] * k, c + j, False, sees=j) for j in js}
+                logits = target.forward(layout, len(active), commit=bool(offsets)).cpu()
+                keep = list(before)
+                for r in active:
+                    if r not in offsets:
+                        predictions = block_predictions(logits[r, : k + 1], shift)
+                        drafts[r] = propose(self.sampler, predictions[None], mask_id, generator)[0]
+                        continue
+                    d = drafts[r]
+                    m = len(d.tokens)
+                    n, token = verify(self.sampler, logits[r, : m + 1], d, mask_id, generator)
+                    kept = rows.emit(r, d.tokens[:n] + [token])
+                    stats.record_verify(kept, m, n)
+                    keep[r] += 1 + n
+                    rows.pending[r] = token
+                    drafts[r] = None
+                    if n in offsets[r] and not rows.done[r]:
+                        o = offsets[r][n]
+                        predictions = block_predictions(logits[r, o : o + k + 1], shift)[1:]
+                        drafts[r] = propose(self.sampler, predictions[None], mask_id, generator)[0]
+                target.settle(keep)
+        return Decoding(rows.out, stats, {"target": target.cache})

@@ -1,0 +1,132 @@
+"""One forward's new tokens, laid out per row as segments over the KV cache, and the mask they imply.
+
+Decoders that do several things in one forward (verify a block and draft the next; commit a finished
+block and draft the next one; draft one candidate block per acceptance length) describe each row
+as a list of segments. A segment is a run of new tokens at explicit positions that attends to
+
+- the row's committed prefix in the cache,
+- the first `sees` new tokens of its row (an earlier segment, e.g. the part of a verify block that a
+  candidate draft block assumes accepted),
+- itself: causally (verify, a causal commit) or all of it (a draft block, a block-causal commit).
+
+A forward whose rows all hold one segment of the same width is exactly dlm.attention's `Verify`
+(causal) or `Draft` (bidirectional), and the layout uses those masks; anything else uses `Segments`.
+The segment that the cache keeps must come first in its row: its K/V land in the slots right after
+the row's prefix, and cropping the cache keeps exactly them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dlm.attention import Draft, Mask, Verify
+
+
+@dataclass(frozen=True)
+class Segments(Mask):
+    """Per-row, per-query visibility of a block of new queries over a KV cache.
+
+    Query i of row r sees keys kv < P_r (the cached prefix) and new token k = kv - P_r when
+    k < sees[r][i], or lo[r][i] <= k < hi[r][i] and (k <= i or not causal[r][i]).
+    The key axis has length max(P) + width, as for Draft and Verify.
+    """
+
+    prefix_lens: tuple[int, ...]
+    sees: tuple[tuple[int, ...], ...]
+    lo: tuple[tuple[int, ...], ...]
+    hi: tuple[tuple[int, ...], ...]
+    causal: tuple[tuple[bool, ...], ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", len(self.prefix_lens))
+
+    @property
+    def width(self) -> int:
+        return len(self.sees[0])
+
+    def check(self, q_len: int, kv_len: int) -> None:
+        expected = max(self.prefix_lens) + self.width
+        if q_len != self.width or kv_len != expected:
+            raise ValueError(
+                f"Segments mask expects q_len={self.width}, kv_len={expected}, got q_len={q_len}, kv_len={kv_len}"
+            )
+
+    def mask_mod(self, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        def table(values) -> Tensor:
+            return torch.tensor(values, device=kv.device)[b, q]
+
+        p = torch.tensor(self.prefix_lens, device=kv.device)[b]
+        k = kv - p
+        own = (k >= table(self.lo)) & (k < table(self.hi)) & (~table(self.causal) | (k <= q))
+        return (kv < p) | ((k >= 0) & ((k < table(self.sees)) | own))
+
+
+@dataclass
+class _Query:
+    token: int
+    position: int
+    sees: int
+    lo: int
+    hi: int
+    causal: bool
+
+
+class Layout:
+    """Collects one forward's segments row by row, then builds its tokens, positions and mask."""
+
+    def __init__(self, prefix_lens: list[int]) -> None:
+        self.prefix_lens = list(prefix_lens)
+        self.rows: list[list[_Query]] = [[] for _ in prefix_lens]
+
+    def add(self, row: int, tokens: list[int], start: int, causal: bool, sees: int = 0) -> int:
+        """Append a segment of `tokens` at positions start, start+1, ... to `row`; return its offset
+        among the row's new tokens (where its logits are)."""
+        queries = self.rows[row]
+        offset, end = len(queries), len(queries) + len(tokens)
+        queries.extend(_Query(t, start + i, sees, offset, end, causal) for i, t in enumerate(tokens))
+        return offset
+
+    @property
+    def width(self) -> int:
+        return max(len(q) for q in self.rows)
+
+    def build(self, device: torch.device, filler: int = 0) -> tuple[Tensor, Tensor, Mask]:
+        """tokens (rows, width), positions (rows, width) and the mask.
+
+        Rows with nothing to do (finished rows) copy the shape of a busy row, filled with `filler`, so
+        a uniform forward keeps its Draft/Verify mask; shorter rows are padded with queries that see
+        only the prefix and themselves. Both produce logits that nobody reads and K/V that the caller
+        crops away.
+        """
+        width = self.width
+        if width == 0:
+            raise ValueError("a forward needs at least one new token in some row")
+        template = next(q for q in self.rows if len(q) == width)
+        rows = []
+        for prefix, queries in zip(self.prefix_lens, self.rows, strict=True):
+            if not queries:
+                queries = [
+                    _Query(filler, prefix + i, t.sees, t.lo, t.hi, t.causal) for i, t in enumerate(template)
+                ]
+            pad = [_Query(filler, prefix + i, 0, i, i + 1, False) for i in range(len(queries), width)]
+            rows.append(queries + pad)
+        tokens = torch.tensor([[q.token for q in r] for r in rows], device=device)
+        positions = torch.tensor([[q.position for q in r] for r in rows], device=device)
+        return tokens, positions, _mask(tuple(self.prefix_lens), rows, width)
+
+
+def _mask(prefix_lens: tuple[int, ...], rows: list[list[_Query]], width: int) -> Mask:
+    single = all(q.sees == 0 and q.lo == 0 and q.hi == width for r in rows for q in r)
+    kinds = {q.causal for r in rows for q in r}
+    if single and len(kinds) == 1:
+        return Verify(prefix_lens, width) if kinds.pop() else Draft(prefix_lens, width)
+    return Segments(
+        prefix_lens,
+        tuple(tuple(q.sees for q in r) for r in rows),
+        tuple(tuple(q.lo for q in r) for r in rows),
+        tuple(tuple(q.hi for q in r) for r in rows),
+        tuple(tuple(q.causal for q in r) for r in rows),
+    )

@@ -1,0 +1,109 @@
+"""Self-speculative decoding with a tri-mode model: diffusion drafts, AR verifies, one shared cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.sampling import Sampler
+from dlm.decoding.session import (
+    Decoding,
+    Progress,
+    Stream,
+    Timer,
+    check_prompts,
+    mask_token,
+    new_cache,
+    positive,
+)
+from dlm.decoding.speculation import block_predictions, propose, verify
+
+
+class SelfSpeculativeDecoder:
+    """Two forwards per step, both over the same cache, which holds the committed text but the
+    pending token t:
+
+    1. draft: `[t, MASK x k]` with the Draft mask, not committed -> drafts d_1..d_k (token shift
+       decides which logit predicts which mask, see `block_predictions`);
+    2. verify: `[t, d_1..d_k]` with the Verify (causal) mask, committed -> AR predictions
+       a_0..a_k; accept the longest prefix with d_i = a_(i-1), emit it and the bonus a_n, crop the
+       cache to t + the accepted drafts; the bonus is the new pending token.
+
+    Greedy output equals ARDecoder's greedy output; at temperature > 0 drafts are sampled from the
+    diffusion distribution q and accepted by lossless speculative sampling, so the output is
+    distributed as AR sampling.
+
+    Args:
+        k: masks per draft block (the model's training block size minus one).
+        cross_block: with token shift, also use the draft's last logit (which predicts the token
+            after the block) as a (k+1)-th draft. Needs a token-shift model.
+        temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
+    """
+
+    name = "self-spec"
+
+    def __init__(
+        self,
+        k: int = 4,
+        cross_block: bool = False,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        eos_id: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        self.k = positive("k", k)
+        self.cross_block = cross_block
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    def drafts_per_step(self, model: nn.Module) -> int:
+        if self.cross_block and not model.config.token_shift:
+            raise ValueError("cross_block=True needs a token-shift model (model.config.token_shift is False)")
+        return self.k + int(self.cross_block)
+
+    @torch.no_grad()
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        stats = DecodeStats()
+        with Timer(stats):
+            mask_id = mask_token(model, type(self).__name__)
+            m = self.drafts_per_step(model)
+            shift = model.config.token_shift
+            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+            generator = torch.Generator().manual_seed(self.seed)
+            cache = new_cache(model, prompts, max_new_tokens, self.k + 2, self.max_len)
+            target = Stream("target", model, cache, stats, filler=mask_id)
+            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+            target.prefill(prompts)
+            while rows.active:
+                active, before = rows.active, target.cache.lengths
+                layout = target.layout()
+                for r in active:
+                    layout.add(r, [rows.pending[r]] + [mask_id] * self.k, before[r], causal=False)
+                logits = target.forward(layout, len(active), commit=False)
+                predictions = block_predictions(logits[active].cpu(), shift)[:, :m]
+                drafts = propose(self.sampler, predictions, mask_id, generator)
+
+                layout = target.layout()
+                for r, d in zip(active, drafts, strict=True):
+                    layout.add(r, [rows.pending[r]] + d.tokens, before[r], causal=True)
+                logits = target.forward(layout, len(active), commit=True).cpu()
+                keep = list(before)
+                for r, d in zip(active, drafts, strict=True):
+                    n, token = verify(self.sampler, logits[r, : m + 1], d, mask_id, generator)
+                    kept = rows.emit(r, d.tokens[:n] + [token])
+                    stats.record_verify(kept, m, n)
+                    keep[r] += 1 + n
+                    rows.pending[r] = token
+                target.settle(keep)
+        return Decoding(rows.out, stats, {"target": target.cache})

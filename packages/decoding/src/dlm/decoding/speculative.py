@@ -1,0 +1,138 @@
+"""Speculative decoding with an external diffusion drafter and an AR target, each with its own cache.
+
+Both caches hold the committed text but the pending token t. A step:
+
+1. drafter forward, per row: `[t_prev, accepted drafts of the last step]` (causal, committed: the
+   text the target accepted last step, which the drafter has not cached yet) followed by the draft
+   block `[t, MASK x k]` (bidirectional, seeing the segment before it, not committed) -> d_1..d_k.
+   Folding the drafter's catch-up into its draft forward keeps it at one forward per step.
+2. target forward `[t, d_1..d_k]` (Verify, committed) -> accept (greedy or lossless sampling), emit,
+   crop the target's cache; the drafter's cache is cropped to its committed text in step 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.sampling import Sampler
+from dlm.decoding.session import (
+    Decoding,
+    Progress,
+    Stream,
+    Timer,
+    check_prompts,
+    mask_token,
+    new_cache,
+    positive,
+)
+from dlm.decoding.speculation import block_predictions, propose, verify
+
+
+class SpeculativeDecoder:
+    """Args:
+    drafter: a diffusion model with a mask token and the target's vocabulary; its clean stream
+        is causal (its committed text is cached as a causal forward computes it).
+    k: masks per draft block.
+    cross_block: with a token-shift drafter, use its cross-block prediction as a (k+1)-th draft.
+    temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder (the drafter samples its
+        drafts with the same settings; the target accepts them losslessly).
+
+    generate(model=target, ...). Stats count "target" and "drafter" forwards; TPF is per target forward.
+    """
+
+    name = "drafter"
+
+    def __init__(
+        self,
+        drafter: nn.Module,
+        k: int = 4,
+        cross_block: bool = False,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        eos_id: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        self.drafter = drafter
+        self.k = positive("k", k)
+        self.cross_block = cross_block
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    def check(self, target: nn.Module) -> int:
+        """The drafter's mask id, after checking the pair fits together."""
+        mask_id = mask_token(self.drafter, "SpeculativeDecoder's drafter")
+        tv, dv = target.config.vocab_size, self.drafter.config.vocab_size
+        if tv != dv:
+            raise ValueError(
+                f"the drafter's vocabulary ({dv} tokens) differs from the target's ({tv} tokens)"
+            )
+        if self.cross_block and not self.drafter.config.token_shift:
+            raise ValueError(
+                "cross_block=True needs a token-shift drafter (drafter.config.token_shift is False)"
+            )
+        return mask_id
+
+    @torch.no_grad()
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        stats = DecodeStats()
+        with Timer(stats):
+            mask_id = self.check(model)
+            k, m, shift = self.k, self.k + int(self.cross_block), self.drafter.config.token_shift
+            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+            generator = torch.Generator().manual_seed(self.seed)
+            scratch = m + 2
+            target_cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len)
+            drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, scratch + k + 1, self.max_len)
+            target = Stream("target", model, target_cache, stats, filler=mask_id)
+            drafter = Stream("drafter", self.drafter, drafter_cache, stats, filler=mask_id)
+            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+            target.prefill(prompts)
+            drafter.prefill(prompts)
+            behind: list[list[int]] = [[] for _ in prompts]  # committed by the target, not yet by the drafter
+            while rows.active:
+                active, dbefore = rows.active, drafter.cache.lengths
+                layout = drafter.layout()
+                offsets = {}
+                for r in active:
+                    if behind[r]:
+                        layout.add(r, behind[r], dbefore[r], causal=True)
+                    block = [rows.pending[r]] + [mask_id] * k
+                    offsets[r] = layout.add(r, block, dbefore[r] + len(behind[r]), False, sees=len(behind[r]))
+                commit = any(behind[r] for r in active)
+                logits = drafter.forward(layout, len(active), commit=commit).cpu()
+                caught_up = list(dbefore)
+                for r in active:
+                    caught_up[r] += len(behind[r])
+                drafter.settle(caught_up)
+                predictions = torch.stack([logits[r, offsets[r] : offsets[r] + k + 1] for r in active])
+                drafts = propose(
+                    self.sampler, block_predictions(predictions, shift)[:, :m], mask_id, generator
+                )
+
+                before = target.cache.lengths
+                layout = target.layout()
+                for r, d in zip(active, drafts, strict=True):
+                    layout.add(r, [rows.pending[r]] + d.tokens, before[r], causal=True)
+                logits = target.forward(layout, len(active), commit=True).cpu()
+                keep = list(before)
+                for r, d in zip(active, drafts, strict=True):
+                    n, token = verify(self.sampler, logits[r, : m + 1], d, mask_id, generator)
+                    kept = rows.emit(r, d.tokens[:n] + [token])
+                    stats.record_verify(kept, m, n)
+                    keep[r] += 1 + n
+                    behind[r] = [rows.pending[r]] + d.tokens[:n]
+                    rows.pending[r] = token
+                target.settle(keep)
+        return Decoding(rows.out, stats, {"target": target.cache, "drafter": drafter.cache})

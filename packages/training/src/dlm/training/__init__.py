@@ -1,5 +1,28 @@
-"""dlm.training."""
+"""dlm.training: LightningModules, the packed-text data module, metrics, callbacks and the `dlm` CLI."""
 
+from dlm.training.architecture import Architecture
+from dlm.training.callbacks import ExportCheckpoint
+from dlm.training.data import PackedTextDataModule
+from dlm.training.evaluation import DecodeEval
+from dlm.training.metrics import MaskedTokenMetrics, weight_drift
+from dlm.training.modules import ARLanguageModel, ConversionModule, LanguageModule
+from dlm.training.optim import Optimization
+from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
 from dlm.training.version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "ARLanguageModel",
+    "Architecture",
+    "AttentionPattern",
+    "BidirectionalPattern",
+    "BlockCausalPattern",
+    "ConversionModule",
+    "DecodeEval",
+    "ExportCheckpoint",
+    "LanguageModule",
+    "MaskedTokenMetrics",
+    "Optimization",
+    "PackedTextDataModule",
+    "__version__",
+    "weight_drift",
+]

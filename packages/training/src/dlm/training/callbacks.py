@@ -1,0 +1,28 @@
+"""Callbacks: export a dlm checkpoint directory at the end of fit, for the next stage to load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from dlm.core import Transformer, save_checkpoint
+from dlm.core.checkpoint import load_weights
+
+
+class ExportCheckpoint(pl.Callback):
+    """At the end of fit, write the trained model and tokenizer as a dlm checkpoint directory
+    (dlm.json + model.safetensors) at `directory`, atomically. The state dict is gathered through
+    the strategy, so sharded (FSDP) models are exported whole; rank 0 writes."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = trainer.strategy.lightning_module_state_dict()
+        if not trainer.is_global_zero:
+            return
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        model = Transformer(pl_module.model.config)
+        load_weights(model, weights, f"{type(pl_module).__name__}.model")
+        save_checkpoint(model, pl_module.tokenizer, self.directory)

@@ -1,0 +1,5 @@
+from dlm.training.modules.autoregressive import ARLanguageModel
+from dlm.training.modules.base import LanguageModule
+from dlm.training.modules.conversion import ConversionModule
+
+__all__ = ["ARLanguageModel", "ConversionModule", "LanguageModule"]

@@ -1,0 +1,66 @@
+"""What every dlm LightningModule shares: the network at self.model, its tokenizer, the optimizer
+and the checkpoint record that lets dlm.core.load_model read a Lightning .ckpt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import Tensor
+
+from dlm.core.checkpoint import checkpoint_record
+from dlm.core.protocols import Tokenizer
+from dlm.training.architecture import Architecture
+from dlm.training.initialization import initial_model
+from dlm.training.optim import Optimization, configure
+
+
+class LanguageModule(pl.LightningModule):
+    """Base class. Subclasses implement the steps.
+
+    Args:
+        architecture: Model shape from scratch, or a check / small override of init_from's.
+        init_from: A dlm checkpoint directory, HF directory or dlm .ckpt to start from.
+        tokenizer: From scratch only (default ByteTokenizer); a checkpoint brings its own.
+        optimization: AdamW + warmup/cosine settings.
+        seq_len: Linked from the data module; checked against max_seq_len (and the block size).
+        same_document: Mask attention between the different documents packed into a sample.
+    """
+
+    def __init__(
+        self,
+        architecture: Architecture | None = None,
+        init_from: str | None = None,
+        tokenizer: Tokenizer | None = None,
+        optimization: Optimization | None = None,
+        seq_len: int | None = None,
+        same_document: bool = False,
+    ) -> None:
+        super().__init__()
+        self.same_document = same_document
+        self.model, self.tokenizer = initial_model(architecture, init_from, tokenizer)
+        self.init_from = init_from
+        self.optimization = optimization or Optimization()
+        if seq_len is not None:
+            self.check_seq_len(seq_len)
+
+    def check_seq_len(self, seq_len: int) -> None:
+        if seq_len > self.model.config.max_seq_len:
+            raise ValueError(
+                f"seq_len {seq_len} is longer than the model's max_seq_len {self.model.config.max_seq_len}"
+            )
+
+    def doc_ids(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The batch's per-token document ids when attention stays within documents, else None."""
+        return batch["doc_ids"] if self.same_document else None
+
+    def configure_optimizers(self) -> dict:
+        return configure(self.model, self.optimization, int(self.trainer.estimated_stepping_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dlm"] = checkpoint_record(self.model, self.tokenizer)
+
+    def log_lr(self) -> None:
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        if optimizers:
+            self.log("train/lr", optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)

@@ -1,0 +1,215 @@
+"""AR -> block-diffusion conversion: continue training an AR checkpoint on the BlockDiffusion
+objective over [x_t ; x_0] (or a bidirectional baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from dlm.core.losses import MaskedDiffusionLoss, target_cross_entropy
+from dlm.core.masking import Corrupted, Corruption, FixedRatio, PositionDependent
+from dlm.core.protocols import Decoder, Tokenizer
+from dlm.training.architecture import Architecture
+from dlm.training.evaluation import DecodeEval, run_decoders
+from dlm.training.initialization import ensure_mask_token, load_initial
+from dlm.training.metrics import MaskedTokenMetrics, block_ratios, weight_drift
+from dlm.training.modules.base import LanguageModule
+from dlm.training.optim import Optimization
+from dlm.training.patterns import AttentionPattern, BlockCausalPattern
+
+
+class ConversionModule(LanguageModule):
+    """Block-diffusion training of a (usually AR-pretrained) model.
+
+    Each step corrupts the clean batch with `corruption` (seeded by sample index and epoch), shows
+    [x_t ; x_0] to the model through `pattern`, and applies the masked-diffusion `loss` with the
+    model's token shift. Validation logs the loss and masked-token CE / accuracy by mask-ratio
+    bucket; test adds the CE at fixed mask ratios, the weight drift from the initial checkpoint and,
+    for each configured decoder, tokens per forward and the initial AR model's NLL of its output.
+
+    Args:
+        init_from: The AR checkpoint to convert (dlm directory, HF directory or dlm .ckpt).
+        architecture: Shape from scratch, or a check / override (e.g. token_shift) of init_from's.
+        tokenizer: From scratch only; a checkpoint brings its own.
+        add_mask_token: Append a mask token when the tokenizer has none (else that is an error).
+        block_size: Diffusion block size B (a training block matches a draft block of B-1 masks).
+        pattern: BlockCausalPattern (default) or BidirectionalPattern.
+        corruption: A dlm.core.masking strategy; default PositionDependent.
+        loss: The masked-diffusion loss (weighting and cross-block switches).
+        optimization: AdamW + warmup/cosine settings.
+        seq_len: Linked from the data module; must be a multiple of block_size.
+        same_document: Mask attention between the different documents packed into a sample.
+        seed: Seed of every corruption draw, with the sample index and epoch.
+        eval_mask_ratios: Mask ratios of the held-out CE at test time.
+        ratio_buckets: Mask-ratio buckets of the validation metrics.
+        decoders: dlm.core.protocols.Decoder objects (e.g. dlm.decoding.BlockDiffusionDecoder) run at test.
+        decode: Prompts and lengths for the decoders.
+    """
+
+    def __init__(
+        self,
+        init_from: str | None = None,
+        architecture: Architecture | None = None,
+        tokenizer: Tokenizer | None = None,
+        add_mask_token: bool = True,
+        block_size: int = 16,
+        pattern: AttentionPattern | None = None,
+        corruption: Corruption | None = None,
+        loss: MaskedDiffusionLoss | None = None,
+        optimization: Optimization | None = None,
+        seq_len: int | None = None,
+        same_document: bool = False,
+        seed: int = 0,
+        eval_mask_ratios: tuple[float, ...] = (0.15, 0.5, 0.9),
+        ratio_buckets: int = 4,
+        decoders: dict[str, Decoder] | None = None,
+        decode: DecodeEval | None = None,
+    ) -> None:
+        if not isinstance(block_size, int) or block_size < 2:
+            raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+        super().__init__(architecture, init_from, tokenizer, optimization, same_document=same_document)
+        self.block_size = block_size
+        if seq_len is not None:
+            self.check_seq_len(seq_len)
+        ensure_mask_token(self.model, self.tokenizer, add_mask_token)
+        self.pattern = pattern or BlockCausalPattern()
+        self.corruption = corruption or PositionDependent()
+        self.loss = loss or MaskedDiffusionLoss()
+        self.seed = seed
+        self.eval_ratios = tuple(FixedRatio(r) for r in eval_mask_ratios)
+        self.val_metrics = MaskedTokenMetrics(ratio_buckets)
+        self.ratio_metrics = nn.ModuleList(MaskedTokenMetrics(1) for _ in self.eval_ratios)
+        self.decoders = dict(decoders or {})
+        self.decode = decode or DecodeEval()
+        self.prompts: list[list[int]] = []
+
+    def check_seq_len(self, seq_len: int) -> None:
+        super().check_seq_len(seq_len)
+        if seq_len % self.block_size:
+            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "seq_len"):
+            self.check_seq_len(datamodule.seq_len)
+
+    # -- the objective -------------------------------------------------------------------------
+    def corrupt(self, batch: dict[str, Tensor], strategy: Corruption, epoch: int) -> Corrupted:
+        mask_id = self.model.config.mask_token_id
+        return strategy(batch["tokens"], batch["index"], epoch, self.block_size, mask_id, self.seed)
+
+    def forward(self, noisy: Tensor, clean: Tensor, doc_ids: Tensor | None = None) -> Tensor:
+        """Logits (batch, L, vocab) of the noisy positions."""
+        hidden = self.pattern.noisy_hidden(self.model, noisy, clean, self.block_size, doc_ids)
+        return self.model.lm_head(hidden)
+
+    def objective(self, batch: dict[str, Tensor], epoch: int) -> tuple[Tensor, Corrupted, Tensor]:
+        clean = batch["tokens"]
+        corrupted = self.corrupt(batch, self.corruption, epoch)
+        logits = self(corrupted.tokens, clean, self.doc_ids(batch))
+        loss = self.loss(
+            logits,
+            clean,
+            corrupted.mask,
+            corrupted.weights,
+            self.block_size,
+            self.model.config.token_shift,
+            self.pattern.cross_block_targets,
+        )
+        return loss, corrupted, logits
+
+    def masked_predictions(
+        self, logits: Tensor, clean: Tensor, corrupted: Corrupted
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(CE, correct, block mask ratio) of every masked position's prediction."""
+        t = self.loss.targets(
+            corrupted.mask,
+            corrupted.weights,
+            self.block_size,
+            self.model.config.token_shift,
+            cross_block=False,
+        )
+        ce = target_cross_entropy(logits, clean, t)
+        correct = logits[t.rows, t.logit_positions].argmax(-1) == clean[t.rows, t.positions]
+        ratio = block_ratios(corrupted.mask, self.block_size)[t.rows, t.positions]
+        return ce, correct, ratio
+
+    # -- steps ---------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, _, _ = self.objective(batch, self.current_epoch)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_lr()
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Evaluation draws use epoch 0, so every validation pass scores the same corruption.
+        loss, corrupted, logits = self.objective(batch, 0)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.val_metrics.update(*self.masked_predictions(logits, batch["tokens"], corrupted))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()})
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, _, _ = self.objective(batch, 0)
+        self.log("test/loss", loss, sync_dist=True)
+        for strategy, metric in zip(self.eval_ratios, self.ratio_metrics, strict=True):
+            corrupted = self.corrupt(batch, strategy, 0)
+            logits = self(corrupted.tokens, batch["tokens"], self.doc_ids(batch))
+            metric.update(*self.masked_predictions(logits, batch["tokens"], corrupted))
+        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
+            need = self.decode.prompts - len(self.prompts)
+            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
+
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self.trainer.strategy, FSDPStrategy)
+
+    def on_test_start(self) -> None:
+        if self.sharded and (self.init_from is not None or self.decoders):
+            rank_zero_warn(
+                "weight drift and decoders need the unsharded model and are skipped under FSDP; "
+                "run `dlm test` with --trainer.strategy auto --trainer.devices 1 to get them"
+            )
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, Any] = {}
+        for strategy, metric in zip(self.eval_ratios, self.ratio_metrics, strict=True):
+            for name, value in metric.compute().items():
+                results[f"test/{name}@{strategy.ratio:g}"] = value
+            metric.reset()
+        if not self.sharded and (self.init_from is not None or self.decoders):
+            initial = load_initial(self.init_from)[0].to(self.device).eval() if self.init_from else None
+            if initial is not None:
+                drift = weight_drift(self.model, initial, skip_rows=(self.model.config.mask_token_id,))
+                results.update({f"test/drift/{k}": v for k, v in drift.items()})
+            if self.decoders:
+                decoded = run_decoders(
+                    self.decoders, self.model, self.prompts, self.decode.max_new_tokens, initial
+                )
+                results.update({f"test/{k}": v for k, v in decoded.items()})
+            self.prompts = []
+        self.log_dict(results)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Per-sample masked-diffusion loss of the evaluation corruption, with sample indices."""
+        corrupted = self.corrupt(batch, self.corruption, 0)
+        logits = self(corrupted.tokens, batch["tokens"], self.doc_ids(batch))
+        losses = [
+            self.loss(
+                logits[i : i + 1],
+                batch["tokens"][i : i + 1],
+                corrupted.mask[i : i + 1],
+                corrupted.weights[i : i + 1],
+                self.block_size,
+                self.model.config.token_shift,
+                self.pattern.cross_block_targets,
+            )
+            for i in range(logits.shape[0])
+        ]
+        return {"index": batch["index"], "loss": torch.stack(losses)}

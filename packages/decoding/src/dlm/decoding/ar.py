@@ -68,5 +68,5 @@ class ARDecoder:
                     rows.emit(r, [token])
                     rows.pending[r] = token
                     keep[r] += 1
-                target.settle(keep)
+                target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache})

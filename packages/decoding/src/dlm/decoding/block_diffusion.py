@@ -173,7 +173,7 @@ class BlockDiffusionDecoder:
                             rows.emit(r, [anchor])
                             rows.pending[r] = anchor
                         finished[r] = not rows.done[r]
-                target.settle(keep)
+                target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache})
 
     def fill(self, block: list[int], predictions, mask_id: int, generator) -> None:

@@ -125,5 +125,5 @@ class FusedSelfSpeculativeDecoder:
                         o = offsets[r][n]
                         predictions = block_predictions(logits[r, o : o + k + 1], shift)[1:]
                         drafts[r] = propose(self.sampler, predictions[None], mask_id, generator)[0]
-                target.settle(keep)
+                target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache})

@@ -45,6 +45,7 @@ def clean_table(n: int, prompt_cached: int, block: int | None = None) -> Tensor:
     return ids[None, :] <= ids[:, None]  # [q, k]: the key's block is not after the query's
 
 
+@torch.no_grad()
 def full_logits(model: nn.Module, tokens: list[int], table: Tensor) -> Tensor:
     device = next(model.parameters()).device
     t = torch.tensor([tokens], device=device)
@@ -193,6 +194,7 @@ def block_diffusion(
     return res
 
 
+@torch.no_grad()
 def clean_kv(model: nn.Module, tokens: list[int], table: Tensor) -> tuple[Tensor, Tensor]:
     """K and V (layers, kv_heads, n, head_dim) of a fresh forward over tokens with a dense mask."""
     device = next(model.parameters()).device

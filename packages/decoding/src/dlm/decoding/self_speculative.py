@@ -105,5 +105,5 @@ class SelfSpeculativeDecoder:
                     stats.record_verify(kept, m, n)
                     keep[r] += 1 + n
                     rows.pending[r] = token
-                target.settle(keep)
+                target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache})

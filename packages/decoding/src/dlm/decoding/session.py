@@ -92,6 +92,7 @@ class Progress:
     """Each row's emitted tokens, its pending token, and whether it has stopped."""
 
     def __init__(self, prompts: list[list[int]], budget: int, eos_id: int | None, stats: DecodeStats) -> None:
+        self.prompt_lengths = [len(p) for p in prompts]
         self.out: list[list[int]] = [[] for _ in prompts]
         self.pending = [p[-1] for p in prompts]
         self.done = [budget == 0] * len(prompts)
@@ -104,6 +105,14 @@ class Progress:
 
     def room(self, row: int) -> int:
         return self.budget - len(self.out[row])
+
+    def cap(self, lengths: list[int]) -> list[int]:
+        """Cache lengths limited to the text emitted so far but the last token: a verify step cut
+        short by EOS or the budget must not leave tokens past the output in the cache (a finished
+        row's cache would then outgrow the slots reserved for it)."""
+        return [
+            min(n, p + len(o) - 1) for n, p, o in zip(lengths, self.prompt_lengths, self.out, strict=True)
+        ]
 
     def emit(self, row: int, tokens: Sequence[int]) -> int:
         """Append tokens up to the first EOS (kept) or the budget; return how many were kept."""
@@ -152,8 +161,9 @@ class Stream:
         self.stats.count(self.name, active)
         return logits
 
-    def settle(self, lengths: list[int]) -> None:
-        self.cache.crop(lengths)
+    def settle(self, lengths: list[int], rows: Progress) -> None:
+        """Crop every row to what it keeps, never past its emitted text (`Progress.cap`)."""
+        self.cache.crop(rows.cap(lengths))
 
 
 class Timer:

@@ -115,7 +115,7 @@ class SpeculativeDecoder:
                 caught_up = list(dbefore)
                 for r in active:
                     caught_up[r] += len(behind[r])
-                drafter.settle(caught_up)
+                drafter.settle(caught_up, rows)
                 predictions = torch.stack([logits[r, offsets[r] : offsets[r] + k + 1] for r in active])
                 drafts = propose(
                     self.sampler, block_predictions(predictions, shift)[:, :m], mask_id, generator
@@ -134,5 +134,5 @@ class SpeculativeDecoder:
                     keep[r] += 1 + n
                     behind[r] = [rows.pending[r]] + d.tokens[:n]
                     rows.pending[r] = token
-                target.settle(keep)
+                target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache, "drafter": drafter.cache})

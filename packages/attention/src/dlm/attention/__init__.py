@@ -1,6 +1,7 @@
 """dlm.attention: mask objects, attention backends and the dispatch that picks one."""
 
-from dlm.attention.dispatch import attend, select
+from dlm.attention.backends import BACKENDS, Backend
+from dlm.attention.dispatch import ENV_VAR, attend, refusals, select
 from dlm.attention.masks import (
     And,
     Bidirectional,
@@ -10,13 +11,17 @@ from dlm.attention.masks import (
     Draft,
     Mask,
     Or,
+    SameDocument,
     TriMode,
     Verify,
 )
 from dlm.attention.version import __version__
 
 __all__ = [
+    "BACKENDS",
+    "ENV_VAR",
     "And",
+    "Backend",
     "Bidirectional",
     "BlockCausal",
     "BlockDiffusion",
@@ -24,9 +29,11 @@ __all__ = [
     "Draft",
     "Mask",
     "Or",
+    "SameDocument",
     "TriMode",
     "Verify",
     "__version__",
     "attend",
+    "refusals",
     "select",
 ]

@@ -4,6 +4,7 @@ from dlm.attention.masks.block_causal import BlockCausal
 from dlm.attention.masks.block_diffusion import BlockDiffusion, TriMode
 from dlm.attention.masks.causal import Causal
 from dlm.attention.masks.combinators import And, Or
+from dlm.attention.masks.document import SameDocument
 from dlm.attention.masks.speculative import Draft, Verify
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Draft",
     "Mask",
     "Or",
+    "SameDocument",
     "TriMode",
     "Verify",
 ]

@@ -19,6 +19,9 @@ class Mask:
 
     #: Number of batch rows the mask distinguishes (1 means the same mask for every row).
     rows: int = 1
+    #: Whether a kernel may cache tensors derived from this mask under its hash. Masks built from
+    #: data (document ids) are new every batch; caching them would only fill memory.
+    cacheable: bool = True
 
     def mask_mod(self, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
         raise NotImplementedError
@@ -37,7 +40,9 @@ class Mask:
         return dense[0] if self.rows == 1 else dense
 
     def xformers_bias(self, q_len: int, kv_len: int) -> Any | None:
-        """An xformers AttentionBias for this mask, or None when xformers has no structured one."""
+        """An xformers AttentionBias for this mask, or None when xformers has no structured one (the
+        xformers backend then passes the materialized mask as a tensor bias). Only the xformers
+        backend calls this, after its availability probe, so the import inside is safe."""
         return None
 
     def __and__(self, other: Mask) -> Mask:

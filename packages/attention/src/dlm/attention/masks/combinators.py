@@ -9,11 +9,19 @@ from torch import Tensor
 from dlm.attention.masks.base import Mask
 
 
-def _rows(parts: tuple[Mask, ...]) -> int:
-    counts = {p.rows for p in parts} - {1}
+def _settle(combined: Mask, parts: tuple[Mask, ...]) -> None:
+    """Flatten nested combinators of the same kind, then derive rows and cacheability from the parts."""
+    flat: list[Mask] = []
+    for p in parts:
+        if not isinstance(p, Mask):
+            raise ValueError(f"{type(combined).__name__} combines Mask objects, got {p!r}")
+        flat.extend(p.parts if type(p) is type(combined) else (p,))
+    counts = {p.rows for p in flat} - {1}
     if len(counts) > 1:
         raise ValueError(f"cannot combine masks with different row counts {sorted(counts)}")
-    return counts.pop() if counts else 1
+    object.__setattr__(combined, "parts", tuple(flat))
+    object.__setattr__(combined, "rows", counts.pop() if counts else 1)
+    object.__setattr__(combined, "cacheable", all(p.cacheable for p in flat))
 
 
 @dataclass(frozen=True)
@@ -21,7 +29,7 @@ class And(Mask):
     parts: tuple[Mask, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rows", _rows(self.parts))
+        _settle(self, tuple(self.parts))
 
     def check(self, q_len: int, kv_len: int) -> None:
         for p in self.parts:
@@ -42,7 +50,7 @@ class Or(Mask):
     parts: tuple[Mask, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rows", _rows(self.parts))
+        _settle(self, tuple(self.parts))
 
     def check(self, q_len: int, kv_len: int) -> None:
         for p in self.parts:

@@ -8,6 +8,7 @@ committed prefix of its row; they differ inside the block.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,6 +29,9 @@ class _CachedBlock(Mask):
         if not self.prefix_lens or min(self.prefix_lens) < 0:
             raise ValueError(f"prefix_lens must be non-negative per row, got {self.prefix_lens}")
         object.__setattr__(self, "rows", len(self.prefix_lens))
+        # Prefix lengths as a tensor per device, made outside any compiled region: FlexAttention
+        # traces mask_mod and cannot build a tensor constant inside it. Not a field: no eq/hash role.
+        object.__setattr__(self, "_prefix_by_device", {})
 
     @property
     def kv_len(self) -> int:
@@ -40,7 +44,11 @@ class _CachedBlock(Mask):
             )
 
     def _prefix(self, b: Tensor, like: Tensor) -> Tensor:
-        return torch.tensor(self.prefix_lens, device=like.device)[b]
+        table = self._prefix_by_device.get(like.device)
+        if table is None:
+            table = torch.tensor(self.prefix_lens, device=like.device)
+            self._prefix_by_device[like.device] = table
+        return table[b]
 
     def inner(self, q: Tensor, k: Tensor) -> Tensor:
         raise NotImplementedError
@@ -50,6 +58,15 @@ class _CachedBlock(Mask):
         k = kv - p
         return (kv < p) | ((k >= 0) & (k < self.block) & self.inner(q, k))
 
+    def _padded_keys_bias(self, bias_type: Any, kv_len: int) -> Any:
+        # Rows flattened into one sequence: row r owns key slots [r * kv_len, (r + 1) * kv_len), of
+        # which its first P_r + K are in use; its K queries follow each other without padding.
+        return bias_type.from_seqlens(
+            q_seqlen=[self.block] * self.rows,
+            kv_padding=kv_len,
+            kv_seqlen=[p + self.block for p in self.prefix_lens],
+        )
+
 
 @dataclass(frozen=True)
 class Draft(_CachedBlock):
@@ -58,6 +75,11 @@ class Draft(_CachedBlock):
     def inner(self, q: Tensor, k: Tensor) -> Tensor:
         return k >= 0
 
+    def xformers_bias(self, q_len: int, kv_len: int) -> Any:
+        from xformers.ops.fmha.attn_bias import BlockDiagonalPaddedKeysMask
+
+        return self._padded_keys_bias(BlockDiagonalPaddedKeysMask, kv_len)
+
 
 @dataclass(frozen=True)
 class Verify(_CachedBlock):
@@ -65,3 +87,9 @@ class Verify(_CachedBlock):
 
     def inner(self, q: Tensor, k: Tensor) -> Tensor:
         return k <= q
+
+    def xformers_bias(self, q_len: int, kv_len: int) -> Any:
+        # Causal "from the bottom right" of each row's used keys: query i sees keys <= P_r + i.
+        from xformers.ops.fmha.attn_bias import BlockDiagonalCausalWithOffsetPaddedKeysMask
+
+        return self._padded_keys_bias(BlockDiagonalCausalWithOffsetPaddedKeysMask, kv_len)

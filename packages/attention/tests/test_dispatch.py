@@ -1,0 +1,116 @@
+"""Dispatch: priority, forcing (argument and environment), one log line per choice, clear refusals."""
+
+import logging
+
+import pytest
+import torch
+
+from dlm.attention import (
+    ENV_VAR,
+    BlockDiffusion,
+    Causal,
+    Draft,
+    SameDocument,
+    TriMode,
+    attend,
+    refusals,
+    select,
+)
+from dlm.attention import dispatch as dispatch_module
+
+
+@pytest.fixture(autouse=True)
+def no_forcing_from_the_environment(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+def qkv(length, requires_grad=False, dtype=torch.float32):
+    return [torch.randn(2, 4, length, 8, dtype=dtype).requires_grad_(requires_grad) for _ in range(3)]
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_priority_on_cpu(requires_grad):
+    q, k, v = qkv(16, requires_grad)
+    ids = torch.zeros(2, 8, dtype=torch.long)
+    assert select(q, k, v, BlockDiffusion(4, 8)).name == "split"
+    assert select(q, k, v, TriMode(4, 8) & SameDocument.for_noisy_clean(ids)).name == "split"
+    assert select(q, k, v, Causal()).name == "sdpa"
+    assert select(q, k, v, BlockDiffusion(4, 8) & Causal()).name == "sdpa"
+
+
+def test_flex_is_never_chosen_on_cpu_but_can_be_forced():
+    q, k, v = qkv(8)
+    reasons = refusals(q, k, v, Causal())
+    assert "only chosen automatically on ['cuda']; on cpu force it with backend='flex'" in reasons["flex"]
+    assert dispatch_module.BACKENDS["flex"].not_supported_reasons(q, k, v, Causal(), forced=True) == []
+
+
+def test_forcing_by_argument_and_by_environment(monkeypatch):
+    q, k, v = qkv(16)
+    assert select(q, k, v, BlockDiffusion(4, 8), backend="sdpa").name == "sdpa"
+    monkeypatch.setenv(ENV_VAR, "sdpa")
+    assert select(q, k, v, BlockDiffusion(4, 8)).name == "sdpa"
+    assert select(q, k, v, BlockDiffusion(4, 8), backend="split").name == "split"  # argument wins
+    monkeypatch.setenv(ENV_VAR, "fast")
+    with pytest.raises(
+        ValueError, match="unknown attention backend 'fast' \\(from \\$DLM_ATTENTION_BACKEND\\)"
+    ):
+        attend(q, k, v, BlockDiffusion(4, 8))
+
+
+def test_forced_backend_that_cannot_run_says_why():
+    q, k, v = qkv(8)
+    with pytest.raises(
+        ValueError,
+        match="unknown attention backend 'triton' \\(from the backend argument\\); expected one of",
+    ):
+        attend(q, k, v, Causal(), backend="triton")
+    with pytest.raises(
+        ValueError,
+        match="attention backend 'split' cannot run Causal\\(\\) on cpu/torch.float32: split runs BlockDiffusion",
+    ):
+        attend(q, k, v, Causal(), backend="split")
+
+
+def test_nothing_fits_lists_every_backend():
+    q, k, v = (torch.ones(1, 2, 8, 8, dtype=torch.int64) for _ in range(3))
+    with pytest.raises(ValueError) as err:
+        attend(q, k, v, BlockDiffusion(2, 4))
+    message = str(err.value)
+    assert message.startswith(
+        "no attention backend can run BlockDiffusion(block_size=2, seq_len=4) on cpu/torch.int64"
+    )
+    for name in ("xformers:", "flex:", "split:", "sdpa: dtype torch.int64 not in"):
+        assert name in message
+
+
+def test_choice_is_logged_once(monkeypatch, caplog):
+    monkeypatch.setattr(dispatch_module, "_announced", set())
+    q, k, v = qkv(16)
+    with caplog.at_level(logging.INFO, logger="dlm.attention.dispatch"):
+        for _ in range(3):
+            attend(q, k, v, TriMode(4, 8))
+        attend(q, k, v, Causal(), backend="sdpa")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "attention: split backend chosen for TriMode on cpu",
+        "attention: sdpa backend forced for Causal on cpu",
+    ]
+
+
+def test_bad_inputs_are_named():
+    q, k, v = qkv(8)
+    with pytest.raises(ValueError, match="must be \\(batch, heads, length, head_dim\\)"):
+        attend(q[0], k, v, Causal())
+    with pytest.raises(ValueError, match="k and v shapes differ"):
+        attend(q, k, v[:, :, :4], Causal())
+    with pytest.raises(ValueError, match="differ in batch or head_dim"):
+        attend(q, k[:, :, :, :4], v[:, :, :, :4], Causal())
+    with pytest.raises(ValueError, match="query heads 4 are not a multiple of key/value heads 3"):
+        attend(q, k[:, :3], v[:, :3], Causal())
+    with pytest.raises(ValueError, match="dtypes differ: torch.float32, torch.float64"):
+        attend(q, k.double(), v, Causal())
+    with pytest.raises(ValueError, match="distinguishes 3 batch rows but q has batch 2"):
+        attend(q[:, :, :2], k, v, Draft((1, 2, 3), 2))
+    with pytest.raises(ValueError, match="covers \\[x_t ; x_0\\] of length 16, got q_len=8"):
+        attend(q, k, v, BlockDiffusion(4, 8))

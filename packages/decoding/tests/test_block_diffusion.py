@@ -102,6 +102,7 @@ def test_fast_dllm_rule():
     assert subs.ready([0, 1, 2, M, M], 2, M) and not subs.ready([0, 1, 2, M, M], 3, M)
 
 
+@pytest.mark.slow  # the session's trained model takes ~5-20 s to train once
 def test_trained_model_fills_whole_blocks_and_matches_ar(trained):
     prompts = [[1, 2, 3, 4, 5], [5, 8, 11, 14, 1], [7, 8, 9, 10]]
     ar, _ = ARDecoder().generate(trained, prompts, 20)

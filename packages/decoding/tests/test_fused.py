@@ -57,6 +57,7 @@ def test_cache_holds_the_committed_text_exactly(model, prompts, quadratic):
         torch.testing.assert_close(cache.v[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # the session's trained model takes ~5-20 s to train once
 @pytest.mark.parametrize("quadratic", [False, True], ids=["fused", "quadratic"])
 def test_trained_model_reaches_k_plus_one_tokens_per_forward(trained, quadratic):
     prompts = [[1, 2, 3], [5, 8, 11], [7, 8, 9, 10]]

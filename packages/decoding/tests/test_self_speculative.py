@@ -5,7 +5,8 @@ import warnings
 import pytest
 import torch
 
-from dlm.decoding import ARDecoder, SelfSpeculativeDecoder, reference
+from dlm.core.protocols import Decoder
+from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder, SelfSpeculativeDecoder, reference
 from dlm.decoding.reference import causal_logits
 
 
@@ -80,14 +81,23 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
 
 
-def test_float32_differs_from_ar_only_at_near_ties(make_model, prompts):
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        SelfSpeculativeDecoder(k=4),
+        FusedSelfSpeculativeDecoder(k=4),
+        FusedSelfSpeculativeDecoder(k=4, quadratic=True),
+    ],
+    ids=["self-spec", "fused", "quadratic"],
+)
+def test_float32_differs_from_ar_only_at_near_ties(make_model, prompts, decoder):
     """In float32 the batched verify and the one-token AR step round differently; outputs may only
     part where AR's two best logits are within rounding of each other. Detected and reported."""
     ties = []
     for seed in range(3):
         model = make_model(dtype=torch.float32, seed=seed, init_std=0.05)
         ar, _ = ARDecoder().generate(model, prompts, 16)
-        spec, _ = SelfSpeculativeDecoder(k=4).generate(model, prompts, 16)
+        spec, _ = decoder.generate(model, prompts, 16)
         for prompt, a, s in zip(prompts, ar, spec, strict=True):
             i = first_difference(a, s)
             if i is None:
@@ -104,6 +114,20 @@ def test_float32_differs_from_ar_only_at_near_ties(make_model, prompts):
         )
 
 
+def test_decoders_implement_the_protocol(shifted):
+    from dlm.decoding import BlockDiffusionDecoder, SpeculativeDecoder
+
+    for decoder in (
+        ARDecoder(),
+        BlockDiffusionDecoder(),
+        SelfSpeculativeDecoder(),
+        FusedSelfSpeculativeDecoder(),
+    ):
+        assert isinstance(decoder, Decoder)
+    assert isinstance(SpeculativeDecoder(shifted), Decoder)
+
+
+@pytest.mark.slow  # the session's trained model takes ~5-20 s to train once
 def test_trained_model_is_fully_accepted(trained):
     prompts = [[1, 2, 3], [5, 8, 11], [7, 8, 9, 10]]
     ar, _ = ARDecoder().generate(trained, prompts, 20)

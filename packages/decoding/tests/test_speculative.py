@@ -53,6 +53,7 @@ def test_both_caches_hold_the_committed_text_exactly(model, target, prompts):
             torch.testing.assert_close(cache.v[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # the session's trained model takes ~5-20 s to train once
 def test_a_perfect_drafter_is_fully_accepted(trained):
     prompts = [[1, 2, 3], [5, 8, 11], [7, 8, 9, 10]]
     ar, _ = ARDecoder().generate(trained, prompts, 20)

@@ -23,8 +23,6 @@ class ARDecoder:
         max_len: cache capacity (default model.config.max_seq_len).
     """
 
-    name = "ar"
-
     def __init__(
         self,
         temperature: float = 0.0,

@@ -73,8 +73,6 @@ class BlockDiffusionDecoder:
         filled token is sampled and its confidence is its sampled probability.
     """
 
-    name = "block"
-
     def __init__(
         self,
         block_size: int = 8,

@@ -64,7 +64,6 @@ class FusedSelfSpeculativeDecoder:
     ) -> None:
         self.k = positive("k", k)
         self.quadratic = quadratic
-        self.name = "quadratic" if quadratic else "fused"
         self.sampler = Sampler(temperature, top_k, top_p)
         self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
 

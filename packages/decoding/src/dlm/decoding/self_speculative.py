@@ -43,8 +43,6 @@ class SelfSpeculativeDecoder:
         temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
     """
 
-    name = "self-spec"
-
     def __init__(
         self,
         k: int = 4,

@@ -44,8 +44,6 @@ class SpeculativeDecoder:
     generate(model=target, ...). Stats count "target" and "drafter" forwards; TPF is per target forward.
     """
 
-    name = "drafter"
-
     def __init__(
         self,
         drafter: nn.Module,

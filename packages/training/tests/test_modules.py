@@ -147,6 +147,7 @@ def test_pretrain_then_convert_with_checkpoints_metrics_and_decoders(tmp_path, c
     for r in ("0.15", "0.5", "0.9"):
         assert results[f"test/ce@{r}"] > 0 and 0 <= results[f"test/acc@{r}"] <= 1
     assert 0 < results["test/drift/attn.q"] < 1
+    assert results["test/ar_loss"] > 0
     model, tok = load_model(tmp_path / "conv" / "checkpoints" / "last.ckpt")
     assert model.config.mask_token_id == 258 and tok.mask_id == 258
     predictions = run.predict(conv, datamodule=dm)

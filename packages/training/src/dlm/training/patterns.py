@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dlm.attention import Bidirectional, BlockDiffusion, Mask
+from dlm.attention import Bidirectional, BlockDiffusion, Causal, Mask
 from dlm.attention.masks import SameDocument
 from dlm.core import Transformer
 
@@ -31,6 +31,11 @@ class AttentionPattern:
 
 def positions(batch: int, length: int, device: torch.device) -> Tensor:
     return torch.arange(length, device=device).expand(batch, -1)
+
+
+def causal(doc_ids: Tensor | None = None) -> Mask:
+    """The AR mask, within documents when doc_ids (batch, L) are given."""
+    return Causal() if doc_ids is None else Causal() & SameDocument(doc_ids)
 
 
 class BlockCausalPattern(AttentionPattern):

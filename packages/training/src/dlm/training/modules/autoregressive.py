@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dlm.attention import Causal, Mask
-from dlm.attention.masks import SameDocument
 from dlm.core.losses import AutoregressiveLoss
 from dlm.core.protocols import Tokenizer
 from dlm.training.architecture import Architecture
 from dlm.training.modules.base import LanguageModule
 from dlm.training.optim import Optimization
-from dlm.training.patterns import positions
+from dlm.training.patterns import causal, positions
 
 
 class ARLanguageModel(LanguageModule):
@@ -40,8 +38,7 @@ class ARLanguageModel(LanguageModule):
         self.loss = AutoregressiveLoss()
 
     def forward(self, tokens: Tensor, doc_ids: Tensor | None = None) -> Tensor:
-        mask: Mask = Causal() if doc_ids is None else Causal() & SameDocument(doc_ids)
-        return self.model(tokens, positions(*tokens.shape, tokens.device), mask)
+        return self.model(tokens, positions(*tokens.shape, tokens.device), causal(doc_ids))
 
     def step(self, batch: dict[str, Tensor]) -> Tensor:
         tokens = batch["tokens"]

@@ -10,7 +10,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from dlm.core.losses import MaskedDiffusionLoss, target_cross_entropy
+from dlm.core.losses import AutoregressiveLoss, MaskedDiffusionLoss, target_cross_entropy
 from dlm.core.masking import Corrupted, Corruption, FixedRatio, PositionDependent
 from dlm.core.protocols import Decoder, Tokenizer
 from dlm.training.architecture import Architecture
@@ -19,7 +19,7 @@ from dlm.training.initialization import ensure_mask_token, load_initial
 from dlm.training.metrics import MaskedTokenMetrics, block_ratios, weight_drift
 from dlm.training.modules.base import LanguageModule
 from dlm.training.optim import Optimization
-from dlm.training.patterns import AttentionPattern, BlockCausalPattern
+from dlm.training.patterns import AttentionPattern, BlockCausalPattern, causal, positions
 
 
 class ConversionModule(LanguageModule):
@@ -28,8 +28,9 @@ class ConversionModule(LanguageModule):
     Each step corrupts the clean batch with `corruption` (seeded by sample index and epoch), shows
     [x_t ; x_0] to the model through `pattern`, and applies the masked-diffusion `loss` with the
     model's token shift. Validation logs the loss and masked-token CE / accuracy by mask-ratio
-    bucket; test adds the CE at fixed mask ratios, the weight drift from the initial checkpoint and,
-    for each configured decoder, tokens per forward and the initial AR model's NLL of its output.
+    bucket; test adds the CE at fixed mask ratios, the converted weights' causal next-token loss
+    (test/ar_loss), the weight drift from the initial checkpoint and, for each configured decoder,
+    tokens per forward and the initial AR model's NLL of its output.
 
     Args:
         init_from: The AR checkpoint to convert (dlm directory, HF directory or dlm .ckpt).
@@ -45,6 +46,8 @@ class ConversionModule(LanguageModule):
         same_document: Mask attention between the different documents packed into a sample.
         seed: Seed of every corruption draw, with the sample index and epoch.
         eval_mask_ratios: Mask ratios of the held-out CE at test time.
+        eval_pattern: The pattern of that CE; None means `pattern`. BlockCausalPattern scores every
+            model in the context left-to-right block decoding gives it (clean prefix, noisy block).
         ratio_buckets: Mask-ratio buckets of the validation metrics.
         decoders: dlm.core.protocols.Decoder objects (e.g. dlm.decoding.BlockDiffusionDecoder) run at test.
         decode: Prompts and lengths for the decoders.
@@ -65,6 +68,7 @@ class ConversionModule(LanguageModule):
         same_document: bool = False,
         seed: int = 0,
         eval_mask_ratios: tuple[float, ...] = (0.15, 0.5, 0.9),
+        eval_pattern: AttentionPattern | None = None,
         ratio_buckets: int = 4,
         decoders: dict[str, Decoder] | None = None,
         decode: DecodeEval | None = None,
@@ -79,8 +83,10 @@ class ConversionModule(LanguageModule):
         self.pattern = pattern or BlockCausalPattern()
         self.corruption = corruption or PositionDependent()
         self.loss = loss or MaskedDiffusionLoss()
+        self.ar_loss = AutoregressiveLoss()
         self.seed = seed
         self.eval_ratios = tuple(FixedRatio(r) for r in eval_mask_ratios)
+        self.eval_pattern = eval_pattern or self.pattern
         self.val_metrics = MaskedTokenMetrics(ratio_buckets)
         self.ratio_metrics = nn.ModuleList(MaskedTokenMetrics(1) for _ in self.eval_ratios)
         self.decoders = dict(decoders or {})
@@ -102,9 +108,15 @@ class ConversionModule(LanguageModule):
         mask_id = self.model.config.mask_token_id
         return strategy(batch["tokens"], batch["index"], epoch, self.block_size, mask_id, self.seed)
 
-    def forward(self, noisy: Tensor, clean: Tensor, doc_ids: Tensor | None = None) -> Tensor:
-        """Logits (batch, L, vocab) of the noisy positions."""
-        hidden = self.pattern.noisy_hidden(self.model, noisy, clean, self.block_size, doc_ids)
+    def forward(
+        self,
+        noisy: Tensor,
+        clean: Tensor,
+        doc_ids: Tensor | None = None,
+        pattern: AttentionPattern | None = None,
+    ) -> Tensor:
+        """Logits (batch, L, vocab) of the noisy positions, through `pattern` (default: the training one)."""
+        hidden = (pattern or self.pattern).noisy_hidden(self.model, noisy, clean, self.block_size, doc_ids)
         return self.model.lm_head(hidden)
 
     def objective(self, batch: dict[str, Tensor], epoch: int) -> tuple[Tensor, Corrupted, Tensor]:
@@ -158,9 +170,13 @@ class ConversionModule(LanguageModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, _, _ = self.objective(batch, 0)
         self.log("test/loss", loss, sync_dist=True)
+        # How much of the AR model survives: next-token CE of the converted weights, causal mask.
+        tokens, doc_ids = batch["tokens"], self.doc_ids(batch)
+        ar_logits = self.model(tokens, positions(*tokens.shape, tokens.device), causal(doc_ids))
+        self.log("test/ar_loss", self.ar_loss(ar_logits, tokens), sync_dist=True)
         for strategy, metric in zip(self.eval_ratios, self.ratio_metrics, strict=True):
             corrupted = self.corrupt(batch, strategy, 0)
-            logits = self(corrupted.tokens, batch["tokens"], self.doc_ids(batch))
+            logits = self(corrupted.tokens, tokens, doc_ids, self.eval_pattern)
             metric.update(*self.masked_predictions(logits, batch["tokens"], corrupted))
         if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
             need = self.decode.prompts - len(self.prompts)

@@ -35,7 +35,9 @@ from dlm.decoding.speculation import block_predictions, propose, verify
 class SpeculativeDecoder:
     """Args:
     drafter: a diffusion model with a mask token and the target's vocabulary; its clean stream
-        is causal (its committed text is cached as a causal forward computes it).
+        is causal (its committed text is cached as a causal forward computes it). May be set
+        after construction (None until then): a YAML config cannot hold a model, so
+        dlm.training's DrafterModule assigns the drafter it trains before decoding.
     k: masks per draft block.
     cross_block: with a token-shift drafter, use its cross-block prediction as a (k+1)-th draft.
     temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder (the drafter samples its
@@ -46,7 +48,7 @@ class SpeculativeDecoder:
 
     def __init__(
         self,
-        drafter: nn.Module,
+        drafter: nn.Module | None = None,
         k: int = 4,
         cross_block: bool = False,
         temperature: float = 0.0,
@@ -70,6 +72,8 @@ class SpeculativeDecoder:
 
     def check(self, target: nn.Module) -> int:
         """The drafter's mask id, after checking the pair fits together."""
+        if self.drafter is None:
+            raise ValueError("SpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter")
         mask_id = mask_token(self.drafter, "SpeculativeDecoder's drafter")
         tv, dv = target.config.vocab_size, self.drafter.config.vocab_size
         if tv != dv:

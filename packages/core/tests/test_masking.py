@@ -144,3 +144,19 @@ def test_bad_shapes_are_named():
         PositionDependent(eps=0.0)
     with pytest.raises(ValueError, match="ratio must lie in"):
         FixedRatio(1.5)
+
+
+def corrupt_in_process(index: list[int]) -> torch.Tensor:
+    torch.manual_seed(sum(index))  # each process has its own global RNG state
+    return PositionDependent()(clean(len(index), 32), torch.tensor(index), 1, 8, MASK, 0).mask
+
+
+def test_two_processes_give_the_single_process_masks():
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        halves = list(pool.map(corrupt_in_process, [[0, 2], [1, 3]]))
+    whole = PositionDependent()(clean(4, 32), torch.arange(4), 1, 8, MASK, 0).mask
+    # process 0 held samples 0 and 2, process 1 samples 1 and 3 (a DistributedSampler split)
+    assert torch.equal(torch.stack([halves[0][0], halves[1][0], halves[0][1], halves[1][1]]), whole)

@@ -40,8 +40,22 @@ class Segments(Mask):
     hi: tuple[tuple[int, ...], ...]
     causal: tuple[tuple[bool, ...], ...]
 
+    # Nearly every decoding step builds a new one: kernels should not cache tensors derived from it.
+    cacheable = False
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", len(self.prefix_lens))
+        # The tables as tensors, per device, built outside mask_mod: FlexAttention traces mask_mod
+        # and cannot build tensor constants inside it. Not fields: no role in eq or hash.
+        object.__setattr__(self, "_tables_by_device", {})
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, ...]:
+        tables = self._tables_by_device.get(device)
+        if tables is None:
+            fields = (self.prefix_lens, self.sees, self.lo, self.hi, self.causal)
+            tables = tuple(torch.tensor(f, device=device) for f in fields)
+            self._tables_by_device[device] = tables
+        return tables
 
     @property
     def width(self) -> int:
@@ -55,13 +69,11 @@ class Segments(Mask):
             )
 
     def mask_mod(self, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-        def table(values) -> Tensor:
-            return torch.tensor(values, device=kv.device)[b, q]
-
-        p = torch.tensor(self.prefix_lens, device=kv.device)[b]
+        prefix, sees, lo, hi, causal = self._tables(kv.device)
+        p = prefix[b]
         k = kv - p
-        own = (k >= table(self.lo)) & (k < table(self.hi)) & (~table(self.causal) | (k <= q))
-        return (kv < p) | ((k >= 0) & ((k < table(self.sees)) | own))
+        own = (k >= lo[b, q]) & (k < hi[b, q]) & (~causal[b, q] | (k <= q))
+        return (kv < p) | ((k >= 0) & ((k < sees[b, q]) | own))
 
 
 @dataclass

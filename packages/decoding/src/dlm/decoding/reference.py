@@ -28,6 +28,8 @@ class Dense(Mask):
 
     table: Tensor
 
+    cacheable = False  # a new one every step
+
     def check(self, q_len: int, kv_len: int) -> None:
         if (q_len, kv_len) != tuple(self.table.shape):
             raise ValueError(f"Dense mask of shape {tuple(self.table.shape)} cannot cover {q_len} x {kv_len}")

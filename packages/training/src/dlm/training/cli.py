@@ -1,8 +1,10 @@
 """The `dlm` console script: one LightningCLI (fit, validate, test, predict) for every experiment.
 
-Model and data are chosen by class_path (subclass mode). The model owns the tokenizer (a
-checkpoint brings its own), so two links run from the instantiated model to the data module: the
-tokenizer the corpus is tokenised with, and the vocabulary size every token id must fall below.
+Model and data are chosen by class_path (subclass mode; data: any LightningDataModule with seq_len,
+tokenizer and vocab_size arguments, e.g. PackedTextDataModule or DistilledDataModule). The model
+owns the tokenizer (a checkpoint brings its own), so two links run from the instantiated model to
+the data module: the tokenizer the corpus is tokenised with, and the vocabulary size every token id
+must fall below.
 The data module's seq_len is linked to the model, which checks it against max_seq_len and the
 block size before anything runs.
 """
@@ -13,9 +15,9 @@ import os
 import sys
 from typing import Any
 
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
 
-from dlm.training.data import PackedTextDataModule
 from dlm.training.modules import LanguageModule
 
 
@@ -60,7 +62,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         DLMCLI(
             LanguageModule,
-            PackedTextDataModule,
+            LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},

@@ -5,7 +5,7 @@ from dlm.training.callbacks import ExportCheckpoint
 from dlm.training.data import PackedTextDataModule
 from dlm.training.evaluation import DecodeEval
 from dlm.training.metrics import MaskedTokenMetrics, weight_drift
-from dlm.training.modules import ARLanguageModel, ConversionModule, LanguageModule
+from dlm.training.modules import ARLanguageModel, ConversionModule, LanguageModule, TriModeModule
 from dlm.training.optim import Optimization
 from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
 from dlm.training.version import __version__
@@ -23,6 +23,7 @@ __all__ = [
     "MaskedTokenMetrics",
     "Optimization",
     "PackedTextDataModule",
+    "TriModeModule",
     "__version__",
     "weight_drift",
 ]

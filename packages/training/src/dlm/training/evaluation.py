@@ -1,6 +1,6 @@
-"""Test-time evaluation with decoders: tokens per forward and the reference AR model's NLL of what
-was generated. Decoders arrive as dlm.core.protocols.Decoder objects, so training never imports
-dlm.decoding."""
+"""Test-time evaluation with decoders: tokens per forward, speed and agreement against a baseline
+decoder, and the reference AR model's NLL of what was generated. Decoders arrive as
+dlm.core.protocols.Decoder objects, so training never imports dlm.decoding."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dlm.attention import Causal
 from dlm.core import Transformer
-from dlm.core.protocols import Decoder
+from dlm.core.protocols import Decoder, DecodeStats, agreement
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,55 @@ def run_decoders(
     reference: Transformer | None,
 ) -> dict[str, float]:
     """{"<name>/tpf", "<name>/tokens_per_s", "<name>/ar_nll"} for every decoder."""
+    runs = {name: d.generate(model, prompts, max_new_tokens) for name, d in decoders.items()}
+    return decode_metrics(runs, prompts, reference)
+
+
+def decode_metrics(
+    runs: dict[str, tuple[list[list[int]], DecodeStats]],
+    prompts: list[list[int]],
+    reference: Transformer | None,
+    baseline: str | None = None,
+) -> dict[str, float]:
+    """Per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s", "<name>/tau" (decoders
+    with verify steps), "<name>/ar_nll" (with a reference model) and, when `baseline` names one of
+    the runs, "<name>/speedup" (tok/s ratio to it) and "<name>/agreement" (same token at the same
+    position as its output)."""
     out = {}
-    for name, decoder in decoders.items():
-        generated, stats = decoder.generate(model, prompts, max_new_tokens)
+    base = runs.get(baseline) if baseline is not None else None
+    for name, (generated, stats) in runs.items():
         out[f"{name}/tpf"] = stats.tpf
         out[f"{name}/tokens_per_s"] = stats.tokens_per_second
+        if stats.accepted:
+            out[f"{name}/tau"] = stats.tau
+        if base is not None:
+            base_speed = base[1].tokens_per_second
+            out[f"{name}/speedup"] = stats.tokens_per_second / base_speed if base_speed else 0.0
+            out[f"{name}/agreement"] = agreement(generated, base[0])
         if reference is not None:
             out[f"{name}/ar_nll"] = reference_nll(reference, prompts, generated)
     return out
+
+
+def decode_table(names: Sequence[str], metrics: dict[str, float], baseline: str | None = None) -> str:
+    """A markdown table of decode_metrics' numbers, one row per decoder."""
+    columns = [
+        ("TPF", "tpf", "{:.2f}"),
+        ("tau", "tau", "{:.2f}"),
+        ("tok/s", "tokens_per_s", "{:.0f}"),
+        (f"tok/s vs {baseline}", "speedup", "{:.2f}x"),
+        (f"agreement with {baseline}", "agreement", "{:.3f}"),
+        ("AR NLL", "ar_nll", "{:.3f}"),
+    ]
+    columns = [c for c in columns if any(f"{n}/{c[1]}" in metrics for n in names)]
+    lines = [
+        "| decoder | " + " | ".join(c[0] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in names:
+        cells = [
+            fmt.format(metrics[f"{name}/{key}"]) if f"{name}/{key}" in metrics else "-"
+            for _, key, fmt in columns
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -85,3 +85,13 @@ def test_drafter_must_share_the_vocabulary_and_have_a_mask(make_model, shifted):
 def test_fold_needs_token_shift(unshifted):
     with pytest.raises(ValueError, match="fold=True .* needs a token-shift model"):
         BlockDiffusionDecoder(fold=True).generate(unshifted, [[1, 2]], 4)
+
+
+def test_drafter_may_come_later_but_must_come(shifted):
+    decoder = SpeculativeDecoder(k=2)
+    with pytest.raises(
+        ValueError, match="SpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter"
+    ):
+        decoder.generate(shifted, [[1, 2]], 4)
+    decoder.drafter = shifted
+    assert len(decoder.generate(shifted, [[1, 2]], 4)[0][0]) == 4

@@ -3,9 +3,16 @@
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import ExportCheckpoint
 from dlm.training.data import PackedTextDataModule
+from dlm.training.data.distilled import DistilledDataModule
 from dlm.training.evaluation import DecodeEval
 from dlm.training.metrics import MaskedTokenMetrics, weight_drift
-from dlm.training.modules import ARLanguageModel, ConversionModule, LanguageModule, TriModeModule
+from dlm.training.modules import (
+    ARLanguageModel,
+    ConversionModule,
+    DrafterModule,
+    LanguageModule,
+    TriModeModule,
+)
 from dlm.training.optim import Optimization
 from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
 from dlm.training.version import __version__
@@ -18,6 +25,8 @@ __all__ = [
     "BlockCausalPattern",
     "ConversionModule",
     "DecodeEval",
+    "DistilledDataModule",
+    "DrafterModule",
     "ExportCheckpoint",
     "LanguageModule",
     "MaskedTokenMetrics",

@@ -1,0 +1,195 @@
+"""dlm-distill: the target AR model's greedy continuations of corpus prefixes, for drafter training.
+
+    dlm-distill --config apps/drafter/distill/tiny.yaml
+
+Prefixes are packed samples of `prefix_len` tokens from each corpus split (PackedTextDataModule,
+the same tokenisation and split as training), evenly spaced over the split. The decoder (from the
+config: dlm.decoding.ARDecoder, greedy, so training never imports dlm.decoding) continues each by
+`continuation_len` tokens with the KV cache. The output directory holds meta.json (the settings and
+the target's path and fingerprint, which DistilledDataModule / DrafterModule check) and, per split,
+`datasets` shards of rows {index, prefix, continuation}. Each shard is written to a temporary
+directory and renamed into place, so an interrupted run resumes at the first missing shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
+from tqdm import tqdm
+
+from dlm.core.corpora import SPLITS
+from dlm.core.protocols import Decoder
+from dlm.training.data.module import PackedTextDataModule
+from dlm.training.fingerprint import fingerprint
+from dlm.training.initialization import load_initial
+
+META = "meta.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def distill(
+    target: str,
+    out: str,
+    decoder: Decoder,
+    corpus: str = "stdlib-code",
+    samples: dict[str, int] | None = None,
+    prefix_len: int = 64,
+    continuation_len: int = 64,
+    shard_size: int = 256,
+    batch_size: int = 32,
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+    device: str = "cpu",
+    text_field: str = "text",
+    hub_config: str | None = None,
+    max_documents: int | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write (or complete) the distilled dataset at `out`; returns its path.
+
+    Args:
+        target: The AR target (dlm directory, HF directory or dlm .ckpt).
+        out: Output directory.
+        decoder: A greedy decoder (dlm.decoding.ARDecoder) run with the target as its model.
+        corpus: As PackedTextDataModule's corpus (embedded name, local files or HF hub name).
+        samples: Prefixes per split, e.g. {train: 2048, validation: 64, test: 64}.
+        prefix_len: Tokens per prefix.
+        continuation_len: Tokens the target generates after each prefix.
+        shard_size: Rows per shard (the unit of resumption).
+        batch_size: Prefixes per generate call.
+        dtype: The target's dtype while generating (its fingerprint is taken as stored).
+        device: Where the target runs.
+        text_field, hub_config, max_documents, cache_dir: As PackedTextDataModule's.
+        progress: Show a progress bar.
+    """
+    samples = {"train": 1024, "validation": 32, "test": 32} if samples is None else dict(samples)
+    for name, value in (("prefix_len", prefix_len), ("continuation_len", continuation_len),
+                        ("shard_size", shard_size), ("batch_size", batch_size)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for split, n in samples.items():
+        if split not in SPLITS or isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"samples must map splits {SPLITS} to positive counts, got {split}: {n!r}")
+    sampler = getattr(decoder, "sampler", None)
+    if sampler is not None and not getattr(sampler, "greedy", True):
+        raise ValueError(
+            "distillation needs a greedy decoder (temperature 0): drafts are scored against argmax"
+        )
+    model, tokenizer = load_initial(target)
+    meta = {
+        "format": 1,
+        "target": {"path": str(target), "fingerprint": fingerprint(model)},
+        "tokenizer": tokenizer.to_spec().get("kind"),
+        "corpus": corpus,
+        "samples": samples,
+        "prefix_len": prefix_len,
+        "continuation_len": continuation_len,
+        "shard_size": shard_size,
+    }
+    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+    root = Path(out)
+    start(root, meta)
+    data = PackedTextDataModule(
+        corpus, prefix_len, batch_size, tokenizer=tokenizer, vocab_size=model.config.vocab_size,
+        text_field=text_field, hub_config=hub_config, max_documents=max_documents, cache_dir=cache_dir,
+    )  # fmt: skip
+    plan = {split: shard_plan(len(data.dataset(split)), n, shard_size, split) for split, n in samples.items()}
+    todo = {s: [i for i in range(len(p)) if not shard_dir(root, s, i).is_dir()] for s, p in plan.items()}
+    total = sum(samples.values())
+    done = total - sum(len(plan[s][i]) for s in todo for i in todo[s])
+    with tqdm(total=total, initial=done, desc="distilling", unit="prefix", disable=not progress) as bar:
+        for split, shards in todo.items():
+            dataset = data.dataset(split)
+            for i in shards:
+                rows = []
+                indices = plan[split][i]
+                for b in range(0, len(indices), batch_size):
+                    chunk = indices[b : b + batch_size]
+                    prefixes = [dataset[j]["tokens"].tolist() for j in chunk]
+                    with torch.no_grad():
+                        continuations, _ = decoder.generate(model, prefixes, continuation_len)
+                    rows += [
+                        {"index": j, "prefix": p, "continuation": list(c)}
+                        for j, p, c in zip(chunk, prefixes, continuations, strict=True)
+                    ]
+                    bar.update(len(chunk))
+                write_shard(rows, shard_dir(root, split, i))
+    return root
+
+
+def shard_plan(available: int, n: int, shard_size: int, split: str) -> list[list[int]]:
+    """The sample indices of each shard: n evenly spaced packed samples of the split."""
+    if n > available:
+        raise ValueError(
+            f"the {split} split holds {available} prefixes of this length; asked for {n} (lower samples.{split})"
+        )
+    picked = [i * available // n for i in range(n)]
+    return [picked[s : s + shard_size] for s in range(0, n, shard_size)]
+
+
+def shard_dir(root: Path, split: str, index: int) -> Path:
+    return root / split / f"shard-{index:05d}"
+
+
+def start(root: Path, meta: dict[str, Any]) -> None:
+    """Write meta.json, or check that an existing run had the same settings and target."""
+    file = root / META
+    if file.is_file():
+        old = json.loads(file.read_text())
+        for key, value in meta.items():
+            if old.get(key) != value:
+                raise ValueError(
+                    f"{root} holds a distillation with {key}={old.get(key)!r}, this run has {key}={value!r}; "
+                    "use another output directory (or delete it)"
+                )
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, file)
+
+
+def write_shard(rows: list[dict[str, Any]], directory: Path) -> None:
+    import datasets
+
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a previous run's interrupted write
+    columns = {key: [r[key] for r in rows] for key in ("index", "prefix", "continuation")}
+    datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
+    os.replace(tmp, directory)
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="dlm-distill", description=__doc__)
+    p.add_argument("--config", action=ActionConfigFile)
+    p.add_function_arguments(distill, as_group=False)
+    return p
+
+
+def main(args: list[str] | None = None) -> None:
+    """Bad input ends with one line on stderr and exit status 1 (DLM_TRACEBACK=1 shows the traceback)."""
+    import datasets
+
+    datasets.disable_progress_bars()  # one bar (ours) per run, not one per shard write
+    p = parser()
+    try:
+        config = p.instantiate_classes(p.parse_args(args))
+        config.pop("config", None)
+        distill(**config)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("DLM_TRACEBACK"):
+            raise
+        while err.__cause__ is not None:
+            err = err.__cause__
+        sys.exit(f"dlm-distill: error: {type(err).__name__}: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""A diffusion drafter trained to speculate left-to-right for a frozen AR target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from dlm.core import Transformer
+from dlm.core.losses import DrafterLoss, DrafterLossMix, UniformCE
+from dlm.core.protocols import Decoder, Tokenizer
+from dlm.training.architecture import Architecture
+from dlm.training.draft_blocks import draft_blocks, drafter_logits, target_hidden, target_logits
+from dlm.training.draft_eval import DraftAccuracy, decoder_results, run_speculation, save_report
+from dlm.training.evaluation import DecodeEval
+from dlm.training.fingerprint import fingerprint
+from dlm.training.initialization import ensure_mask_token, load_initial
+from dlm.training.modules.base import LanguageModule
+from dlm.training.optim import Optimization
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Target:
+    """The frozen AR target. A plain attribute, not a submodule: it is never trained, saved in the
+    module's checkpoints, or sharded (under FSDP every process holds a full copy)."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    path: str
+    fingerprint: str
+
+
+class DrafterModule(LanguageModule):
+    """Trains `self.model`, a block-diffusion drafter, to draft the target's next K tokens.
+
+    Every sample gives one draft block per block of B tokens (`dlm.training.draft_blocks`): the
+    drafter sees `[anchor, MASK x (B-1)]` over the causal text before the anchor, exactly as
+    SpeculativeDecoder drafts, and its K predictions are scored by `loss` against the target's
+    tokens. With a DistilledDataModule the labels are the target's greedy continuation
+    (`dlm-distill`); with a PackedTextDataModule they are the target's teacher-forced argmax on the
+    corpus text (cheaper, approximate after the first position). Validation logs the loss, its
+    terms, and the offline draft accuracy by position; test adds, for each configured decoder
+    (dlm.decoding.SpeculativeDecoder, greedy and sampled), tau, TPF and acceptance by position with
+    the real target verifying, and writes drafter_eval.json and acceptance.png to the log directory.
+
+    Args:
+        target: The AR target (dlm directory, HF directory or dlm .ckpt); frozen.
+        init_from: The drafter's initial checkpoint, usually a smaller AR model (converted here: a
+            mask token is added) or an already converted diffusion model.
+        architecture: The drafter's shape from scratch, or a check / override of init_from's.
+        tokenizer: From scratch only; a checkpoint brings its own.
+        add_mask_token: Append a mask token when the tokenizer has none.
+        block_size: The drafter's block size B.
+        k: Draft positions scored per block (<= B - 1); None means B - 1, the decode-time block.
+        loss: A DrafterLoss or a DrafterLossMix of them; default UniformCE.
+        target_dtype: dtype of the frozen target's weights.
+        optimization: AdamW + warmup/cosine settings (drafter weights only).
+        seq_len: Linked from the data module; must be a multiple of block_size.
+        same_document: Mask attention between the different documents packed into a sample.
+        decoders: dlm.core.protocols.Decoder objects run at test with the target as their model; a
+            decoder with a `drafter` attribute (SpeculativeDecoder) is given this drafter.
+        decode: Prompts and lengths for the decoders.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        init_from: str | None = None,
+        architecture: Architecture | None = None,
+        tokenizer: Tokenizer | None = None,
+        add_mask_token: bool = True,
+        block_size: int = 8,
+        k: int | None = None,
+        loss: DrafterLossMix | DrafterLoss | None = None,
+        target_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        optimization: Optimization | None = None,
+        seq_len: int | None = None,
+        same_document: bool = False,
+        decoders: dict[str, Decoder] | None = None,
+        decode: DecodeEval | None = None,
+    ) -> None:
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
+            raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+        k = block_size - 1 if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= block_size - 1:
+            raise ValueError(
+                f"k={k!r} draft positions do not fit the drafter's block size {block_size}: a block holds "
+                f"the anchor and at most {block_size - 1} drafts"
+            )
+        super().__init__(architecture, init_from, tokenizer, optimization, same_document=same_document)
+        self.block_size, self.k = block_size, k
+        if seq_len is not None:
+            self.check_seq_len(seq_len)
+        ensure_mask_token(self.model, self.tokenizer, add_mask_token)
+        self.target = load_target(target, DTYPES[target_dtype])
+        check_pair(self.model, self.tokenizer, self.target)
+        self.loss = loss if isinstance(loss, DrafterLossMix) else DrafterLossMix([loss or UniformCE()])
+        self.decoders = dict(decoders or {})
+        for name, decoder in self.decoders.items():
+            drafts = getattr(decoder, "k", None)
+            if isinstance(drafts, int) and drafts > block_size - 1:
+                raise ValueError(
+                    f"decoder {name!r} drafts k={drafts} tokens, more than the drafter's block size "
+                    f"{block_size} holds after the anchor ({block_size - 1})"
+                )
+        self.decode = decode or DecodeEval()
+        self.val_accuracy, self.test_accuracy = DraftAccuracy(k), DraftAccuracy(k)
+        self.prompts: list[list[int]] = []
+        self.test_results: dict[str, dict[str, float]] = {}
+
+    def check_seq_len(self, seq_len: int) -> None:
+        super().check_seq_len(seq_len)
+        if seq_len % self.block_size:
+            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "seq_len", None):
+            self.check_seq_len(datamodule.seq_len)
+        made_by = getattr(datamodule, "target_identity", None)
+        if made_by is not None and made_by["fingerprint"] != self.target.fingerprint:
+            raise ValueError(
+                f"the distilled data {datamodule.path} was made by the target {made_by['path']} "
+                f"(fingerprint {made_by['fingerprint']}), but this drafter's target is {self.target.path} "
+                f"(fingerprint {self.target.fingerprint}); distill again with this target"
+            )
+
+    # -- the objective -------------------------------------------------------------------------
+    def target_model(self) -> Transformer:
+        model = self.target.model
+        if model.embed.weight.device != self.device:
+            model.to(self.device)
+        return model
+
+    def draft(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(drafter logits (N, K, V), target tokens (N, K), target logits (N, K, V) or None) of every
+        scored draft block of the batch."""
+        tokens, doc_ids = batch["tokens"], self.doc_ids(batch)
+        distilled = "target_made" in batch
+        valid = batch["target_made"] if distilled else torch.ones_like(tokens, dtype=torch.bool)
+        valid = valid.clone()
+        valid[:, 0] = False  # position 0 follows nothing
+        blocks = draft_blocks(valid, self.block_size, self.k)
+        logits = drafter_logits(self.model, tokens, blocks, self.block_size, doc_ids)
+        teacher = None
+        if not distilled or self.loss.needs_target_logits:
+            target = self.target_model()
+            teacher = target_logits(target, target_hidden(target, tokens, doc_ids), blocks)
+        labels = tokens[blocks.rows[:, None], blocks.label_positions] if distilled else teacher.argmax(-1)
+        return logits, labels, teacher if self.loss.needs_target_logits else None
+
+    def objective(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+        logits, labels, teacher = self.draft(batch)
+        if not len(labels):
+            raise ValueError(
+                f"a batch holds no draft block with {self.k} labels: the samples are too short or hold too "
+                "little target continuation for k"
+            )
+        total, parts = self.loss.parts(logits, labels, teacher)
+        return total, parts, logits, labels
+
+    # -- steps ---------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, parts, _, _ = self.objective(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        if len(parts) > 1:
+            self.log_dict({f"train/{name}": value for name, value in parts.items()})
+        self.log_lr()
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, parts, logits, labels = self.objective(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict({f"val/{name}": value for name, value in parts.items()}, sync_dist=True)
+        self.val_accuracy.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/draft/{k}": v for k, v in self.val_accuracy.compute().items()})
+        self.val_accuracy.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, _, logits, labels = self.objective(batch)
+        self.log("test/loss", loss, sync_dist=True)
+        self.test_accuracy.update(logits, labels)
+        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
+            need = self.decode.prompts - len(self.prompts)
+            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
+
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self.trainer.strategy, FSDPStrategy)
+
+    def on_test_start(self) -> None:
+        if self.sharded and self.decoders:
+            rank_zero_warn(
+                "decoders need the unsharded drafter and are skipped under FSDP; run `dlm test` with "
+                "--trainer.strategy auto --trainer.devices 1 to get them"
+            )
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, Any] = {f"test/draft/{k}": v for k, v in self.test_accuracy.compute().items()}
+        self.test_accuracy.reset()
+        if self.decoders and not self.sharded and self.prompts:
+            stats = run_speculation(
+                self.decoders,
+                self.model,
+                self.target_model().eval(),
+                self.prompts,
+                self.decode.max_new_tokens,
+            )
+            self.test_results = {name: decoder_results(s) for name, s in stats.items()}
+            for name, values in self.test_results.items():
+                results.update({f"test/{name}/{key}": value for key, value in values.items()})
+            if self.trainer.is_global_zero:
+                save_report(
+                    self.test_results, stats, Path(self.trainer.log_dir or self.trainer.default_root_dir)
+                )
+            self.prompts = []
+        self.log_dict(results)
+
+
+def load_target(path: str, dtype: torch.dtype) -> Target:
+    """The frozen target, fingerprinted as stored (before any downcast)."""
+    try:
+        model, tokenizer = load_initial(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"target: {path} does not exist") from None
+    identity = fingerprint(model)
+    model = model.to(dtype).eval().requires_grad_(False)
+    return Target(model, tokenizer, str(path), identity)
+
+
+def check_pair(drafter: Transformer, tokenizer: Tokenizer, target: Target) -> None:
+    dv, tv = drafter.config.vocab_size, target.model.config.vocab_size
+    if dv != tv:
+        raise ValueError(
+            f"the drafter's vocabulary ({dv} tokens) differs from the target's ({tv} tokens, {target.path}); "
+            "a drafter must share its target's tokenizer"
+        )
+    kinds = tokenizer.to_spec().get("kind"), target.tokenizer.to_spec().get("kind")
+    if kinds[0] != kinds[1] or tokenizer.eos_id != target.tokenizer.eos_id:
+        raise ValueError(
+            f"the drafter's tokenizer ({kinds[0]}, eos {tokenizer.eos_id}) differs from the target's "
+            f"({kinds[1]}, eos {target.tokenizer.eos_id}, {target.path})"
+        )

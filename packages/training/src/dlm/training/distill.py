@@ -49,6 +49,8 @@ def distill(
     text_field: str = "text",
     hub_config: str | None = None,
     max_documents: int | None = None,
+    validation_fraction: float = 0.01,
+    test_fraction: float = 0.01,
     cache_dir: str | None = None,
     progress: bool = True,
 ) -> Path:
@@ -66,7 +68,8 @@ def distill(
         batch_size: Prefixes per generate call.
         dtype: The target's dtype while generating (its fingerprint is taken as stored).
         device: Where the target runs.
-        text_field, hub_config, max_documents, cache_dir: As PackedTextDataModule's.
+        text_field, hub_config, max_documents, validation_fraction, test_fraction, cache_dir: As
+            PackedTextDataModule's (use the training run's split fractions).
         progress: Show a progress bar.
     """
     samples = {"train": 1024, "validation": 32, "test": 32} if samples is None else dict(samples)
@@ -88,6 +91,7 @@ def distill(
         "target": {"path": str(target), "fingerprint": fingerprint(model)},
         "tokenizer": tokenizer.to_spec().get("kind"),
         "corpus": corpus,
+        "split_fractions": [validation_fraction, test_fraction],
         "samples": samples,
         "prefix_len": prefix_len,
         "continuation_len": continuation_len,
@@ -98,7 +102,8 @@ def distill(
     start(root, meta)
     data = PackedTextDataModule(
         corpus, prefix_len, batch_size, tokenizer=tokenizer, vocab_size=model.config.vocab_size,
-        text_field=text_field, hub_config=hub_config, max_documents=max_documents, cache_dir=cache_dir,
+        text_field=text_field, hub_config=hub_config, max_documents=max_documents,
+        validation_fraction=validation_fraction, test_fraction=test_fraction, cache_dir=cache_dir,
     )  # fmt: skip
     plan = {split: shard_plan(len(data.dataset(split)), n, shard_size, split) for split, n in samples.items()}
     todo = {s: [i for i in range(len(p)) if not shard_dir(root, s, i).is_dir()] for s, p in plan.items()}

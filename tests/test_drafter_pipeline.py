@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from dlm.attention import Causal
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, save_checkpoint
 from dlm.core.losses import ChainLoss, DrafterLossMix, UniformCE
 from dlm.decoding import ARDecoder, SpeculativeDecoder

@@ -11,7 +11,7 @@ from dlm.core import ByteTokenizer, ModelConfig, Transformer, load_model, save_c
 from dlm.training import Architecture, DistilledDataModule, DrafterModule
 from dlm.training.data.distilled import DistilledDataset
 from dlm.training.distill import distill, main
-from dlm.training.fingerprint import fingerprint
+from dlm.training.target import fingerprint
 
 
 class SlowGreedy:
@@ -100,6 +100,17 @@ def test_a_rerun_resumes_at_the_first_missing_shard(workdir, tmp_path):
     run(workdir, out, again)
     assert again.calls == 2  # train shard 1 and the test shard, not shard 0 again
     assert len(DistilledDataModule(str(out)).dataset("train")) == 6
+
+
+def test_workers_share_the_shards(workdir, tmp_path):
+    out = tmp_path / "d"
+    run(workdir, out, SlowGreedy(), worker=1, workers=2)
+    assert [p.name for p in (out / "train").iterdir()] == ["shard-00001"]
+    assert not (out / "test").exists()
+    run(workdir, out, SlowGreedy(), worker=0, workers=2)
+    assert len(DistilledDataModule(str(out)).dataset("train")) == 6
+    with pytest.raises(ValueError, match="worker must be in \\[0, workers\\), got worker=2, workers=2"):
+        run(workdir, out, SlowGreedy(), worker=2, workers=2)
 
 
 def test_a_rerun_with_other_settings_is_refused(workdir, distilled):

@@ -27,11 +27,9 @@ from tqdm import tqdm
 from dlm.core.corpora import SPLITS
 from dlm.core.protocols import Decoder
 from dlm.training.data.module import PackedTextDataModule
-from dlm.training.fingerprint import fingerprint
-from dlm.training.initialization import load_initial
+from dlm.training.target import load_target
 
 META = "meta.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def distill(
@@ -52,6 +50,8 @@ def distill(
     validation_fraction: float = 0.01,
     test_fraction: float = 0.01,
     cache_dir: str | None = None,
+    worker: int = 0,
+    workers: int = 1,
     progress: bool = True,
 ) -> Path:
     """Write (or complete) the distilled dataset at `out`; returns its path.
@@ -70,6 +70,9 @@ def distill(
         device: Where the target runs.
         text_field, hub_config, max_documents, validation_fraction, test_fraction, cache_dir: As
             PackedTextDataModule's (use the training run's split fractions).
+        worker, workers: This process writes the shards whose number is worker mod workers, so
+            several processes (a SLURM array, one GPU each) share the work; a rerun of any of them
+            resumes its own shards.
         progress: Show a progress bar.
     """
     samples = {"train": 1024, "validation": 32, "test": 32} if samples is None else dict(samples)
@@ -80,15 +83,18 @@ def distill(
     for split, n in samples.items():
         if split not in SPLITS or isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"samples must map splits {SPLITS} to positive counts, got {split}: {n!r}")
+    if not (isinstance(workers, int) and isinstance(worker, int) and 0 <= worker < workers):
+        raise ValueError(f"worker must be in [0, workers), got worker={worker!r}, workers={workers!r}")
     sampler = getattr(decoder, "sampler", None)
     if sampler is not None and not getattr(sampler, "greedy", True):
         raise ValueError(
             "distillation needs a greedy decoder (temperature 0): drafts are scored against argmax"
         )
-    model, tokenizer = load_initial(target)
+    frozen = load_target(target, dtype)
+    model, tokenizer = frozen.model.to(device), frozen.tokenizer
     meta = {
         "format": 1,
-        "target": {"path": str(target), "fingerprint": fingerprint(model)},
+        "target": {"path": str(target), "fingerprint": frozen.fingerprint},
         "tokenizer": tokenizer.to_spec().get("kind"),
         "corpus": corpus,
         "split_fractions": [validation_fraction, test_fraction],
@@ -97,7 +103,6 @@ def distill(
         "continuation_len": continuation_len,
         "shard_size": shard_size,
     }
-    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
     root = Path(out)
     start(root, meta)
     data = PackedTextDataModule(
@@ -106,8 +111,9 @@ def distill(
         validation_fraction=validation_fraction, test_fraction=test_fraction, cache_dir=cache_dir,
     )  # fmt: skip
     plan = {split: shard_plan(len(data.dataset(split)), n, shard_size, split) for split, n in samples.items()}
-    todo = {s: [i for i in range(len(p)) if not shard_dir(root, s, i).is_dir()] for s, p in plan.items()}
-    total = sum(samples.values())
+    mine = {s: [i for i in range(len(p)) if i % workers == worker] for s, p in plan.items()}
+    todo = {s: [i for i in shards if not shard_dir(root, s, i).is_dir()] for s, shards in mine.items()}
+    total = sum(len(plan[s][i]) for s in mine for i in mine[s])
     done = total - sum(len(plan[s][i]) for s in todo for i in todo[s])
     with tqdm(total=total, initial=done, desc="distilling", unit="prefix", disable=not progress) as bar:
         for split, shards in todo.items():
@@ -156,7 +162,7 @@ def start(root: Path, meta: dict[str, Any]) -> None:
                 )
         return
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{META}.tmp"
+    tmp = root / f".{META}.{os.getpid()}.tmp"  # concurrent workers each write their own
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, file)
 
@@ -164,8 +170,9 @@ def start(root: Path, meta: dict[str, Any]) -> None:
 def write_shard(rows: list[dict[str, Any]], directory: Path) -> None:
     import datasets
 
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # a previous run's interrupted write
+    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
+    for stale in directory.parent.glob(f".{directory.name}.*.tmp"):  # interrupted writes
+        shutil.rmtree(stale, ignore_errors=True)
     columns = {key: [r[key] for r in rows] for key in ("index", "prefix", "continuation")}
     datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
     os.replace(tmp, directory)

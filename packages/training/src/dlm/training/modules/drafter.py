@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,23 +17,10 @@ from dlm.training.architecture import Architecture
 from dlm.training.draft_blocks import draft_blocks, drafter_logits, target_hidden, target_logits
 from dlm.training.draft_eval import DraftAccuracy, decoder_results, run_speculation, save_report
 from dlm.training.evaluation import DecodeEval
-from dlm.training.fingerprint import fingerprint
-from dlm.training.initialization import ensure_mask_token, load_initial
+from dlm.training.initialization import ensure_mask_token
 from dlm.training.modules.base import LanguageModule
 from dlm.training.optim import Optimization
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class Target:
-    """The frozen AR target. A plain attribute, not a submodule: it is never trained, saved in the
-    module's checkpoints, or sharded (under FSDP every process holds a full copy)."""
-
-    model: Transformer
-    tokenizer: Tokenizer
-    path: str
-    fingerprint: str
+from dlm.training.target import Target, load_target
 
 
 class DrafterModule(LanguageModule):
@@ -99,7 +85,7 @@ class DrafterModule(LanguageModule):
         if seq_len is not None:
             self.check_seq_len(seq_len)
         ensure_mask_token(self.model, self.tokenizer, add_mask_token)
-        self.target = load_target(target, DTYPES[target_dtype])
+        self.target = load_target(target, target_dtype)
         check_pair(self.model, self.tokenizer, self.target)
         self.loss = loss if isinstance(loss, DrafterLossMix) else DrafterLossMix([loss or UniformCE()])
         self.decoders = dict(decoders or {})
@@ -224,17 +210,6 @@ class DrafterModule(LanguageModule):
                 )
             self.prompts = []
         self.log_dict(results)
-
-
-def load_target(path: str, dtype: torch.dtype) -> Target:
-    """The frozen target, fingerprinted as stored (before any downcast)."""
-    try:
-        model, tokenizer = load_initial(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"target: {path} does not exist") from None
-    identity = fingerprint(model)
-    model = model.to(dtype).eval().requires_grad_(False)
-    return Target(model, tokenizer, str(path), identity)
 
 
 def check_pair(drafter: Transformer, tokenizer: Tokenizer, target: Target) -> None:

@@ -29,13 +29,28 @@ def qkv(length, requires_grad=False, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("requires_grad", [False, True])
-def test_priority_on_cpu(requires_grad):
+def test_priority_on_cpu(requires_grad, monkeypatch):
+    monkeypatch.setattr(dispatch_module.BACKENDS["split"], "min_auto_work", 0)
     q, k, v = qkv(16, requires_grad)
     ids = torch.zeros(2, 8, dtype=torch.long)
     assert select(q, k, v, BlockDiffusion(4, 8)).name == "split"
     assert select(q, k, v, TriMode(4, 8) & SameDocument.for_noisy_clean(ids)).name == "split"
     assert select(q, k, v, Causal()).name == "sdpa"
     assert select(q, k, v, BlockDiffusion(4, 8) & Causal()).name == "sdpa"
+
+
+def test_split_is_left_to_sdpa_below_its_size_threshold_unless_forced():
+    split = dispatch_module.BACKENDS["split"]
+    q, k, v = qkv(16)  # batch 2 x 4 heads x L^2 = 64: far below the threshold
+    assert select(q, k, v, TriMode(4, 8)).name == "sdpa"
+    reason = refusals(q, k, v, TriMode(4, 8))["split"]
+    assert reason == [
+        f"batch*heads*L^2 = 512 < {split.min_auto_work}: too small for split to beat dense SDPA "
+        "(force it with backend='split')"
+    ]
+    assert select(q, k, v, TriMode(4, 8), backend="split").name == "split"
+    big = [torch.zeros(2, 4, 2 * 512, 8) for _ in range(3)]  # 2 x 4 x 512^2 = 2^21
+    assert select(*big, TriMode(4, 512)).name == "split"
 
 
 def test_flex_is_never_chosen_on_cpu_but_can_be_forced():
@@ -86,6 +101,7 @@ def test_nothing_fits_lists_every_backend():
 
 def test_choice_is_logged_once(monkeypatch, caplog):
     monkeypatch.setattr(dispatch_module, "_announced", set())
+    monkeypatch.setattr(dispatch_module.BACKENDS["split"], "min_auto_work", 0)
     q, k, v = qkv(16)
     with caplog.at_level(logging.INFO, logger="dlm.attention.dispatch"):
         for _ in range(3):

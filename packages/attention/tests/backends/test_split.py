@@ -75,6 +75,22 @@ def test_split_bf16_close_to_fp32_reference():
         torch.testing.assert_close(g.float(), w, atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.parametrize("kv_heads", [2, 4])
+def test_split_takes_the_models_transposed_layouts(kv_heads):
+    """The backbone hands over (b, L, h, d) projections transposed to (b, h, L, d), and the gradient
+    flowing back is transposed the same way: nothing may assume contiguity."""
+    L, B = 12, 4
+    mask = TriMode(B, L)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2 * L, h, 16, generator=g).requires_grad_() for h in (4, kv_heads, kv_heads))
+    grad = torch.randn(2, 2 * L, 4, 16, generator=g).transpose(1, 2)
+    got = Split(score_budget=200).forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+    want = reference(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), grad), torch.autograd.grad(want, (q, k, v), grad)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_split_forward_without_grad_matches():
     mask = BlockDiffusion(4, 12)
     q, k, v = (x.detach() for x in inputs(1, 2, 2, 24))
@@ -99,7 +115,7 @@ def test_split_declines_other_masks_and_dispatch_falls_back():
     for mask in (Causal(), And((BlockDiffusion(2, 4), Causal()))):
         reasons = split.not_supported_reasons(q, q, q, mask)
         assert any("split runs BlockDiffusion / TriMode" in r for r in reasons)
-    assert split.not_supported_reasons(q, q, q, TriMode(2, 4)) == []
+    assert split.not_supported_reasons(q, q, q, TriMode(2, 4), forced=True) == []
     torch.testing.assert_close(
         attend(q, q, q, BlockDiffusion(2, 4) & Causal()), reference(q, q, q, BlockDiffusion(2, 4) & Causal())
     )

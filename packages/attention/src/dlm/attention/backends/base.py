@@ -33,6 +33,11 @@ class Backend:
         """Backend-specific limits on shapes and layouts; none by default."""
         return []
 
+    def auto_reasons(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> list[str]:
+        """Why dispatch should not pick this backend by itself although it could run the inputs
+        (a performance policy; forcing the backend ignores it); none by default."""
+        return []
+
     def not_supported_reasons(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Mask, forced: bool = False
     ) -> list[str]:
@@ -66,6 +71,8 @@ class Backend:
         if mask_reason:
             reasons.append(mask_reason)
         reasons.extend(self.input_reasons(q, k, v, mask))
+        if not forced and not reasons:
+            reasons.extend(self.auto_reasons(q, k, v, mask))
         return reasons
 
     def describe(self) -> str:

@@ -70,6 +70,14 @@ def _rows(x5: Tensor, start: int, end: int) -> Tensor:
     return x5[:, :, :, start:end].reshape(b, hk, g * (end - start), d)
 
 
+def _flat(x: Tensor, start: int | None = None, end: int | None = None) -> Tensor:
+    """(b, hk, n, d) -> (b * hk, n, d). With start/end: a view of rows [start, end) of a contiguous x,
+    for in-place accumulation; without: a view when possible, else a copy."""
+    if start is not None:
+        return x[:, :, start:end].view(-1, end - start, x.shape[-1])
+    return x.reshape(-1, x.shape[-2], x.shape[-1])
+
+
 def _scores(qc: Tensor, k: Tensor, chunk: Chunk, part: Part, row_mask: RowMask | None, g: int) -> Tensor:
     """Masked scores of the chunk's queries (scaled by 1/sqrt(d) beforehand) against one part: (b, hk, g, rows, keys)."""
     b, hk = qc.shape[:2]
@@ -135,7 +143,11 @@ class _ChunkedAttention(torch.autograd.Function):
         scale = d**-0.5
         acc = _acc(q.dtype)
         q5, out5, grad5 = _grouped(q, hk), _grouped(out, hk), _grouped(grad_out, hk)
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        # Contiguous gradients so a key range of dk / dv is a (b * hk, keys, d) view that batched
+        # matmuls accumulate into in place, without a temporary per part.
+        dq = torch.zeros(q.shape, dtype=q.dtype, device=q.device)
+        dk = torch.zeros(k.shape, dtype=k.dtype, device=k.device)
+        dv = torch.zeros(v.shape, dtype=v.dtype, device=v.device)
         dq5 = _grouped(dq, hk)
         for chunk in ctx.chunks:
             s, e = chunk.start, chunk.end
@@ -147,12 +159,12 @@ class _ChunkedAttention(torch.autograd.Function):
             for part in chunk.parts:
                 ks, ke = part.start, part.end
                 probs = _scores(qc, k, chunk, part, ctx.row_mask, g).sub_(lse_c).exp_().view(b, hk, n, -1)
-                dv[:, :, ks:ke] += torch.matmul(probs.to(v.dtype).transpose(-1, -2), do)
+                _flat(dv, ks, ke).baddbmm_(_flat(probs.to(v.dtype)).transpose(-1, -2), _flat(do))
                 dscores = torch.matmul(do, v[:, :, ks:ke].transpose(-1, -2)).to(acc)
                 dscores = dscores.sub_(delta).mul_(probs).to(q.dtype)
                 del probs  # keep at most two score tiles alive: this part's dS and the next part's P
                 # Scores were computed from q * scale: dS/dq carries the scale, dS/dk already has it.
-                dk[:, :, ks:ke] += torch.matmul(dscores.transpose(-1, -2), qc)
+                _flat(dk, ks, ke).baddbmm_(_flat(dscores).transpose(-1, -2), _flat(qc))
                 part_dq = torch.matmul(dscores, k[:, :, ks:ke])
                 dqc = part_dq if dqc is None else dqc.add_(part_dq)
             dq5[:, :, :, s:e] = dqc.mul_(scale).view(b, hk, g, e - s, d)

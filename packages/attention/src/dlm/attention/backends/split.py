@@ -31,16 +31,33 @@ class Split(Backend):
     dtypes = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
     masks = (BlockDiffusion, TriMode)
 
-    def __init__(self, score_budget: int = 1 << 21) -> None:
+    def __init__(self, score_budget: int = 1 << 19, min_auto_work: int = 1 << 21) -> None:
+        #: Elements of one chunk's score tile (batch x heads x rows x L): the memory/speed knob.
         self.score_budget = score_budget
+        #: Dispatch picks split by itself only from batch x heads x L^2 = this on. Below, the whole
+        #: dense pass is small and one fused SDPA call beats split's per-chunk kernels.
+        self.min_auto_work = min_auto_work
 
     def mask_reason(self, mask: Mask) -> str | None:
         if _parse(mask) is not None:
             return None
         return f"split runs BlockDiffusion / TriMode, alone or AND SameDocument masks; got {mask}"
 
+    def auto_reasons(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> list[str]:
+        pattern, _ = _parse(mask)
+        work = q.shape[0] * q.shape[1] * pattern.seq_len**2
+        if work >= self.min_auto_work:
+            return []
+        return [
+            f"batch*heads*L^2 = {work} < {self.min_auto_work}: too small for split to beat dense SDPA "
+            f"(force it with backend='split')"
+        ]
+
     def describe(self) -> str:
-        return "masks: BlockDiffusion, TriMode (each optionally AND SameDocument)"
+        return (
+            "masks: BlockDiffusion, TriMode (each optionally AND SameDocument); "
+            f"chosen by itself from batch*heads*L^2 >= {self.min_auto_work}"
+        )
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> Tensor:
         pattern, documents = _parse(mask)

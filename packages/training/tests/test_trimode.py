@@ -9,8 +9,8 @@ from dlm.attention import Causal, TriMode
 from dlm.core import ByteTokenizer, DecodeStats, HFTokenizer, ModelConfig, Transformer, save_checkpoint
 from dlm.core.losses import HybridLoss
 from dlm.core.masking import Uniform
-from dlm.training import Architecture, PackedTextDataModule, TriModeModule
-from dlm.training.evaluation import decode_metrics, decode_table
+from dlm.training import Architecture, DecodeEval, PackedTextDataModule, TriModeModule
+from dlm.training.evaluation import decode_metrics, decode_table, generate_in_batches
 
 TINY = Architecture(dim=32, n_layers=2, n_heads=2, max_seq_len=64)
 
@@ -105,6 +105,22 @@ def test_decode_metrics_compare_every_decoder_with_the_baseline():
     assert "| spec | 4.00 | 4.00 |" in table and "| ar | 1.00 | - |" in table
 
 
+def test_prompts_are_decoded_in_batches_with_merged_stats():
+    calls = []
+
+    class Recorder(FakeDecoder):
+        def generate(self, model, prompts, max_new_tokens):
+            calls.append(len(prompts))
+            return super().generate(model, prompts, max_new_tokens)
+
+    prompts = [[1], [2], [3]]
+    outputs, stats = generate_in_batches(Recorder(), None, prompts, 4, batch_size=2)
+    assert calls == [2, 1] and outputs == [[1] * 4, [2] * 4, [3] * 4]
+    assert stats.tokens == 12 and stats.rows == 3 and stats.forwards == {"target": 12}
+    generate_in_batches(Recorder(), None, prompts, 4)
+    assert calls[-1] == 3
+
+
 def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_dir, cache_dir, capsys):
     plotted = []
     decoders = {"ar": FakeDecoder(), "spec": FakeDecoder(2, speculative=True, k=7)}
@@ -112,6 +128,7 @@ def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_
         architecture=TINY,
         block_size=8,
         decoders=decoders,
+        decode=DecodeEval(prompts=3, prompt_tokens=8, max_new_tokens=6, batch_size=2),
         plot=lambda results, path: plotted.append(([n for n, _ in results], path)),
     )
     dm = PackedTextDataModule(
@@ -150,6 +167,7 @@ def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_
     assert plotted == [(["spec"], str(tmp_path / "acceptance.png"))]
     out = capsys.readouterr().out
     assert "| spec | 2.00 | 2.00 |" in out and "acceptance-by-position plot:" in out
+    assert "| spec | 2.00 | 2.00 |" in (tmp_path / "decoding.md").read_text()
 
 
 def hf_without_mask(tmp_path):

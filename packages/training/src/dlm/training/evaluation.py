@@ -23,6 +23,9 @@ class DecodeEval:
     """Tokens per prompt."""
     max_new_tokens: int = 32
     """Tokens each decoder generates per prompt."""
+    batch_size: int | None = None
+    """Prompts decoded together; None: all at once. 1 measures per-prompt latency, where a
+    speculative decoder's fewer forwards show fully in tok/s (a batch waits for its slowest row)."""
 
 
 @torch.no_grad()
@@ -43,6 +46,24 @@ def reference_nll(
         total += F.cross_entropy(pred, seq[0, len(prompt) :], reduction="sum").item()
         count += len(out)
     return total / count if count else float("nan")
+
+
+def generate_in_batches(
+    decoder: Decoder,
+    model: Transformer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int | None = None,
+) -> tuple[list[list[int]], DecodeStats]:
+    """decoder.generate over consecutive batches of batch_size prompts (None: one batch), with the
+    stats of every batch merged."""
+    size = batch_size or len(prompts)
+    outputs, stats = [], DecodeStats()
+    for start in range(0, len(prompts), size):
+        out, part = decoder.generate(model, prompts[start : start + size], max_new_tokens)
+        outputs += out
+        stats = stats.merged(part)
+    return outputs, stats
 
 
 def run_decoders(

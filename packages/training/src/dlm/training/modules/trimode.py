@@ -20,7 +20,7 @@ from dlm.core.losses import HybridLoss, target_cross_entropy
 from dlm.core.masking import Corrupted, Corruption, PositionDependent
 from dlm.core.protocols import Decoder, DecodeStats, Tokenizer
 from dlm.training.architecture import Architecture
-from dlm.training.evaluation import DecodeEval, decode_metrics, decode_table
+from dlm.training.evaluation import DecodeEval, decode_metrics, decode_table, generate_in_batches
 from dlm.training.initialization import ensure_mask_token
 from dlm.training.metrics import MaskedTokenMetrics, block_ratios
 from dlm.training.modules.base import LanguageModule
@@ -247,12 +247,7 @@ class TriModeModule(LanguageModule):
             metrics = decode_metrics(runs, self.prompts, self.model, self.baseline)
             results.update({f"test/{k}": v for k, v in metrics.items()})
             if self.trainer.is_global_zero:
-                print(
-                    f"\nDecoding {len(self.prompts)} held-out prompts, {self.decode.max_new_tokens} new tokens each:"
-                )
-                print(decode_table(list(runs), metrics, self.baseline))
-                if self.plot is not None:
-                    self.save_plot(runs)
+                self.report(runs, metrics)
             self.prompts = []
         self.log_dict(results)
 
@@ -269,14 +264,26 @@ class TriModeModule(LanguageModule):
         )
         for name, decoder in bar:
             bar.set_postfix_str(name)
-            runs[name] = decoder.generate(self.model, self.prompts, self.decode.max_new_tokens)
+            runs[name] = generate_in_batches(
+                decoder, self.model, self.prompts, self.decode.max_new_tokens, self.decode.batch_size
+            )
         self.model.train(was_training)
         return runs
 
-    def save_plot(self, runs: dict[str, tuple[list[list[int]], DecodeStats]]) -> None:
+    def report(self, runs: dict[str, tuple[list[list[int]], DecodeStats]], metrics: dict[str, float]) -> None:
+        """Print the table and write it to <default_root_dir>/decoding.md; save the plot beside it."""
+        root = Path(self.trainer.default_root_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        title = (
+            f"{len(self.prompts)} held-out prompts of {self.decode.prompt_tokens} tokens, "
+            f"{self.decode.max_new_tokens} new tokens each, decoded {self.decode.batch_size or len(self.prompts)} "
+            f"at a time; block size {self.block_size}"
+        )
+        table = decode_table(list(runs), metrics, self.baseline)
+        (root / "decoding.md").write_text(f"{title}\n\n{table}\n")
+        print(f"\n{title}\n{table}\ntable: {root / 'decoding.md'}")
         speculative = [(name, stats) for name, (_, stats) in runs.items() if stats.accepted]
-        if not speculative:
-            return
-        path = Path(self.trainer.default_root_dir) / "acceptance.png"
-        self.plot(speculative, str(path))
-        print(f"acceptance-by-position plot: {path}")
+        if self.plot is not None and speculative:
+            path = root / "acceptance.png"
+            self.plot(speculative, str(path))
+            print(f"acceptance-by-position plot: {path}")

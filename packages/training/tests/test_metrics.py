@@ -6,7 +6,7 @@ import torch
 from dlm.attention import Causal
 from dlm.core import ModelConfig, Transformer
 from dlm.training import MaskedTokenMetrics, weight_drift
-from dlm.training.evaluation import reference_nll
+from dlm.training.evaluation import distinct_ngrams, reference_nll
 from dlm.training.metrics import block_ratios, layer_type
 
 
@@ -66,3 +66,9 @@ def test_reference_nll_is_mean_ce_of_generated_tokens():
     expected = -(logp[2, 5] + logp[3, 6]).item() / 2
     assert reference_nll(model, prompts, outputs) == pytest.approx(expected, rel=1e-5)
     assert math.isnan(reference_nll(model, [[1]], [[]]))
+
+
+def test_distinct_ngrams():
+    assert distinct_ngrams([[1, 2, 3, 4, 5]], 2) == 1.0
+    assert distinct_ngrams([[7] * 10, [7, 7]], 2) == pytest.approx(1 / 10)
+    assert math.isnan(distinct_ngrams([[1]], 2))

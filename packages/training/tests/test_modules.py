@@ -144,6 +144,7 @@ def test_pretrain_then_convert_with_checkpoints_metrics_and_decoders(tmp_path, c
     assert fake.calls == 1
     assert results["test/fake/tpf"] == pytest.approx(2.0)
     assert results["test/fake/ar_nll"] > 0
+    assert results["test/fake/distinct4"] < 0.05  # each row repeats one token
     for r in ("0.15", "0.5", "0.9"):
         assert results[f"test/ce@{r}"] > 0 and 0 <= results[f"test/acc@{r}"] <= 1
     assert 0 < results["test/drift/attn.q"] < 1

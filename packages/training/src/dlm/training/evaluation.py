@@ -72,10 +72,24 @@ def run_decoders(
     prompts: list[list[int]],
     max_new_tokens: int,
     reference: Transformer | None,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
-    """{"<name>/tpf", "<name>/tokens_per_s", "<name>/ar_nll"} for every decoder."""
-    runs = {name: d.generate(model, prompts, max_new_tokens) for name, d in decoders.items()}
-    return decode_metrics(runs, prompts, reference)
+    """decode_metrics of every decoder's run, plus "<name>/distinct4" (see distinct_ngrams)."""
+    runs = {
+        name: generate_in_batches(d, model, prompts, max_new_tokens, batch_size)
+        for name, d in decoders.items()
+    }
+    metrics = decode_metrics(runs, prompts, reference)
+    for name, (outputs, _) in runs.items():
+        metrics[f"{name}/distinct4"] = distinct_ngrams(outputs, 4)
+    return metrics
+
+
+def distinct_ngrams(outputs: Sequence[Sequence[int]], n: int) -> float:
+    """Distinct n-grams / all n-grams, pooled over the rows: near 1 for varied text, near 0 for a
+    degenerate loop (which a reference model may still find likely, so read it beside ar_nll)."""
+    grams = [tuple(row[i : i + n]) for row in outputs for i in range(len(row) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
 
 
 def decode_metrics(

@@ -30,7 +30,7 @@ class ConversionModule(LanguageModule):
     model's token shift. Validation logs the loss and masked-token CE / accuracy by mask-ratio
     bucket; test adds the CE at fixed mask ratios, the converted weights' causal next-token loss
     (test/ar_loss), the weight drift from the initial checkpoint and, for each configured decoder,
-    tokens per forward and the initial AR model's NLL of its output.
+    tokens per forward, the initial AR model's NLL of its output and its distinct 4-gram ratio.
 
     Args:
         init_from: The AR checkpoint to convert (dlm directory, HF directory or dlm .ckpt).
@@ -206,7 +206,12 @@ class ConversionModule(LanguageModule):
                 results.update({f"test/drift/{k}": v for k, v in drift.items()})
             if self.decoders:
                 decoded = run_decoders(
-                    self.decoders, self.model, self.prompts, self.decode.max_new_tokens, initial
+                    self.decoders,
+                    self.model,
+                    self.prompts,
+                    self.decode.max_new_tokens,
+                    initial,
+                    self.decode.batch_size,
                 )
                 results.update({f"test/{k}": v for k, v in decoded.items()})
             self.prompts = []

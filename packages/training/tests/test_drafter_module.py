@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from dlm.attention import Causal, Draft
 from dlm.core import ByteTokenizer, DecodeStats, ModelConfig, Transformer, save_checkpoint
 from dlm.core.losses import ChainLoss, DrafterLossMix, ForwardKL, UniformCE
-from dlm.training import Architecture, DrafterModule
+from dlm.training import Architecture, DecodeEval, DrafterModule
 from dlm.training.draft_blocks import draft_blocks, drafter_logits
 from dlm.training.draft_eval import DraftAccuracy
 
@@ -137,9 +137,10 @@ class RecordingDecoder:
     """Stands in for SpeculativeDecoder: records the drafter it is given and accepts 2 of 3 drafts."""
 
     def __init__(self):
-        self.drafter = None
+        self.drafter, self.batches = None, []
 
     def generate(self, model, prompts, max_new_tokens):
+        self.batches.append(len(prompts))
         stats = DecodeStats()
         stats.count("target", len(prompts))
         for _ in prompts:
@@ -163,7 +164,12 @@ class Batches(pl.LightningDataModule):
 def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
     decoder = RecordingDecoder()
     module = DrafterModule(
-        target=target, architecture=TINY, block_size=4, decoders={"stub": decoder}, loss=UniformCE()
+        target=target,
+        architecture=TINY,
+        block_size=4,
+        decoders={"stub": decoder},
+        loss=UniformCE(),
+        decode=DecodeEval(prompts=3, batch_size=2),
     )
     trainer = pl.Trainer(
         max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -172,6 +178,7 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
     trainer.fit(module, datamodule=Batches())
     (metrics,) = trainer.test(module, datamodule=Batches(), verbose=False)
     assert decoder.drafter is module.model
+    assert decoder.batches == [2, 1]  # 3 prompts in batches of 2
     assert metrics["test/stub/tau"] == pytest.approx(3.0)
     assert metrics["test/stub/accept@2"] == 1.0 and metrics["test/stub/accept@3"] == 0.0
     assert metrics["test/stub/reach@1"] == 1.0

@@ -66,14 +66,20 @@ def run_speculation(
     target: nn.Module,
     prompts: list[list[int]],
     max_new_tokens: int,
+    batch_size: int | None = None,
 ) -> dict[str, DecodeStats]:
-    """Each decoder's stats on the prompts with `target` as the model. A decoder with a `drafter`
-    attribute (dlm.decoding.SpeculativeDecoder) gets the drafter being trained."""
+    """Each decoder's stats on the prompts (in batches of batch_size; None: all at once) with
+    `target` as the model. A decoder with a `drafter` attribute (dlm.decoding.SpeculativeDecoder)
+    gets the drafter being trained."""
+    step = batch_size or len(prompts)
     out = {}
     for name, decoder in decoders.items():
         if hasattr(decoder, "drafter"):
             decoder.drafter = drafter
-        out[name] = decoder.generate(target, prompts, max_new_tokens)[1]
+        stats = DecodeStats()
+        for start in range(0, len(prompts), step):
+            stats = stats.merged(decoder.generate(target, prompts[start : start + step], max_new_tokens)[1])
+        out[name] = stats
     return out
 
 

@@ -200,6 +200,7 @@ class DrafterModule(LanguageModule):
                 self.target_model().eval(),
                 self.prompts,
                 self.decode.max_new_tokens,
+                self.decode.batch_size,
             )
             self.test_results = {name: decoder_results(s) for name, s in stats.items()}
             for name, values in self.test_results.items():

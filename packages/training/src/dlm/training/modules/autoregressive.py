@@ -46,7 +46,8 @@ class ARLanguageModel(LanguageModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.step(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        # sync_dist: the global mean over processes, the value one process with the whole batch logs.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_lr()
         return loss
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from dlm.core.checkpoint import checkpoint_record
 from dlm.core.protocols import Tokenizer
 from dlm.training.architecture import Architecture
+from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
 
@@ -59,6 +60,10 @@ class LanguageModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dlm"] = checkpoint_record(self.model, self.tokenizer)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        source = self._trainer.ckpt_path if self._trainer is not None else None
+        check_same_model(checkpoint, self.model.config, str(source or "the checkpoint"))
 
     def log_lr(self) -> None:
         optimizers = self.trainer.optimizers if self._trainer is not None else []

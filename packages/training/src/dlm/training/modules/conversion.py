@@ -153,7 +153,8 @@ class ConversionModule(LanguageModule):
     # -- steps ---------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _, _ = self.objective(batch, self.current_epoch)
-        self.log("train/loss", loss, prog_bar=True)
+        # sync_dist: the global mean over processes, the value one process with the whole batch logs.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_lr()
         return loss
 

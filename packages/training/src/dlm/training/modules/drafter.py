@@ -155,7 +155,8 @@ class DrafterModule(LanguageModule):
     # -- steps ---------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, parts, _, _ = self.objective(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        # sync_dist: the global mean over processes, the value one process with the whole batch logs.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         if len(parts) > 1:
             self.log_dict({f"train/{name}": value for name, value in parts.items()})
         self.log_lr()

@@ -203,7 +203,7 @@ class TriModeModule(LanguageModule):
     # -- steps ---------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.objective(batch, self.current_epoch)
-        self.log_terms("train", out)
+        self.log_terms("train", out, sync_dist=True)  # global means, as one process would log them
         if out["ce"].numel():
             self.log("train/masked_ce", out["ce"].detach().mean())
             self.log("train/masked_acc", out["correct"].float().mean(), prog_bar=True)

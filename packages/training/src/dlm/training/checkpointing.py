@@ -1,0 +1,96 @@
+"""Checkpoint files that are either complete or absent, and a clear refusal of a foreign one.
+
+Lightning writes a checkpoint through its strategy's CheckpointIO. Its default streams into the
+target path (or into a temporary file in the system temp directory, then moved, which is a copy
+across filesystems), so a process killed mid-save can leave a truncated `last.ckpt` that breaks
+the next `--ckpt_path last`. AtomicCheckpointIO writes into a temporary file beside the target,
+syncs it, and renames it over the target: a reader sees the old checkpoint or the new one. The
+`dlm` CLI installs it in every run whose strategy uses Lightning's default CheckpointIO.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from dlm.core.config import ModelConfig
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to `.<name>.<random>.tmp` in the target's directory, fsync, then os.replace.
+
+    Temporary files of an earlier writer that was killed are removed at the next save of the same
+    target (one process writes a given checkpoint path). Loading turns an unreadable file into a
+    one-line ValueError naming it.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: fsspec's own
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        sync_directory(path.parent)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if "://" not in str(path) and not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except Exception as err:  # torch.load raises several types for damaged files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path}: not a readable checkpoint ({reason})") from None
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+# Settings that do not change the weights or what they compute.
+RUNTIME_FIELDS = ("attention_backend", "init_std")
+
+
+def check_same_model(checkpoint: dict[str, Any], config: ModelConfig, source: str = "the checkpoint") -> None:
+    """Refuse, naming the first differing field, to load a Lightning checkpoint written for another
+    model (before Lightning's own state-dict loading fails with a page of size mismatches)."""
+    record = checkpoint.get("dlm")
+    if record is None:
+        raise ValueError(f"{source} was not written by dlm.training (no 'dlm' record)")
+    saved, here = record["model"], config.to_dict()
+    for name in sorted((set(saved) | set(here)) - set(RUNTIME_FIELDS)):
+        if saved.get(name) != here.get(name):
+            raise ValueError(
+                f"{source} holds a model with {name}={saved.get(name)!r} but this run's model has "
+                f"{name}={here.get(name)!r}; resume with the configuration that wrote it"
+            )

@@ -48,12 +48,13 @@ def set_key(config: dict, dotted: str, value) -> None:
 
 @pytest.fixture
 def make_config(tiny_inputs):
-    """make_config(path, run="run", **changes): apps/conversion/configs/tiny.yaml converting the
-    tiny AR checkpoint on the tiny corpus (seq_len 64, batch 4, a checkpoint every step, CSV log
-    at runs/t/logs/<run>/metrics.csv, no validation or test) with dotted-key changes (None
-    deletes a key), written to `path`."""
+    """make_config(path, run="run", checkpoint=None, **changes): apps/conversion/configs/tiny.yaml
+    converting the tiny AR checkpoint on the tiny corpus (seq_len 64, batch 4, last.ckpt every
+    step in runs/t/checkpoints, CSV log at runs/t/logs/<run>/metrics.csv, no validation or test),
+    with `checkpoint` updating ModelCheckpoint's init_args and dotted-key changes (None deletes a
+    key), written to `path`."""
 
-    def make(path: Path, run: str = "run", **changes) -> Path:
+    def make(path: Path, run: str = "run", checkpoint: dict | None = None, **changes) -> Path:
         config = yaml.safe_load(CONVERSION.read_text())
         model = config["model"]["init_args"]
         model["init_from"] = str(tiny_inputs["ar"])
@@ -95,6 +96,7 @@ def make_config(tiny_inputs):
                 {"class_path": "dlm.training.ExportCheckpoint", "init_args": {"directory": "runs/t/model"}},
             ],
         )
+        trainer["callbacks"][0]["init_args"].update(checkpoint or {})
         for dotted, value in changes.items():
             set_key(config, dotted.replace("__", "."), value)
         path = Path(path)

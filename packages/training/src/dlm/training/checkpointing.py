@@ -24,8 +24,8 @@ from dlm.core.config import ModelConfig
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to `.<name>.<random>.tmp` in the target's directory, fsync, then os.replace.
 
-    Temporary files of an earlier writer that was killed are removed at the next save of the same
-    target (one process writes a given checkpoint path). Loading turns an unreadable file into a
+    Temporary files of an earlier writer that was killed are removed at the next save into the
+    same directory (one process at a time writes a run's checkpoint directory). Loading turns an unreadable file into a
     one-line ValueError naming it.
     """
 
@@ -37,7 +37,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        for stale in path.parent.glob(f".*{path.suffix}.*.tmp"):
             stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:

@@ -2,9 +2,11 @@
 
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import ExportCheckpoint
+from dlm.training.checkpointing import AtomicCheckpointIO
 from dlm.training.data import PackedTextDataModule
 from dlm.training.data.distilled import DistilledDataModule
 from dlm.training.evaluation import DecodeEval
+from dlm.training.guard import NonFiniteGuard
 from dlm.training.metrics import MaskedTokenMetrics, weight_drift
 from dlm.training.modules import (
     ARLanguageModel,
@@ -15,10 +17,13 @@ from dlm.training.modules import (
 )
 from dlm.training.optim import Optimization
 from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
+from dlm.training.random_state import RandomState
+from dlm.training.sampler import ResumableLoader, ResumableSampler
 from dlm.training.version import __version__
 
 __all__ = [
     "ARLanguageModel",
+    "AtomicCheckpointIO",
     "Architecture",
     "AttentionPattern",
     "BidirectionalPattern",
@@ -30,8 +35,12 @@ __all__ = [
     "ExportCheckpoint",
     "LanguageModule",
     "MaskedTokenMetrics",
+    "NonFiniteGuard",
     "Optimization",
     "PackedTextDataModule",
+    "RandomState",
+    "ResumableLoader",
+    "ResumableSampler",
     "TriModeModule",
     "__version__",
     "weight_drift",

@@ -11,7 +11,7 @@ from dlm.core.checkpoint import checkpoint_record
 from dlm.core.model import Transformer
 from dlm.core.tokenizers import ByteTokenizer
 from dlm.training import checkpointing
-from dlm.training.checkpointing import AtomicCheckpointIO, check_same_model
+from dlm.training.checkpointing import AtomicCheckpointIO, check_checkpoint_file, check_same_model
 
 
 def test_save_and_load(tmp_path):
@@ -95,3 +95,16 @@ def test_a_checkpoint_of_another_model_is_refused_by_field():
         check_same_model({"dlm": record}, config.replace(dim=64), "x.ckpt")
     with pytest.raises(ValueError, match="not written by dlm.training"):
         check_same_model({"state_dict": {}}, config)
+
+
+def test_a_truncated_checkpoint_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "cut.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10_000)}, path)
+    check_checkpoint_file(str(path))
+    for name in ("last", "best", "hpc", None):
+        check_checkpoint_file(name)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cut.ckpt: not a readable checkpoint \("):
+        check_checkpoint_file(str(path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_checkpoint_file(str(tmp_path / "nowhere.ckpt"))

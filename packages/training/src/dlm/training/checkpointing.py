@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except Exception as err:  # torch.load raises several types for damaged files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"{path}: not a readable checkpoint ({reason})") from None
+
+
+def check_checkpoint_file(path: str | None) -> None:
+    """Refuse a --ckpt_path that is missing or not a torch.save archive, before anything reads it.
+    Reads only the zip directory at the file's end, so it is quick for any size; a checkpoint cut
+    short by a crash has none. Lightning's names (last, best, hpc) and URLs pass unchecked."""
+    if path is None or path in ("last", "best", "hpc", "registry") or "://" in str(path):
+        return
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
 
 
 def sync_directory(directory: Path) -> None:

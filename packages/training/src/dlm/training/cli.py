@@ -26,7 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
-from dlm.training.checkpointing import AtomicCheckpointIO
+from dlm.training.checkpointing import AtomicCheckpointIO, check_checkpoint_file
 from dlm.training.guard import NonFiniteGuard
 from dlm.training.modules import LanguageModule
 from dlm.training.preflight import check_launcher, check_writable
@@ -59,6 +59,12 @@ class DLMCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None:  # LightningCLI reads the checkpoint next: fail clearly first
+            check_checkpoint_file(self.config[subcommand].get("ckpt_path"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from dlm.training.sampler import ResumableLoader, ResumableSampler
+from dlm.core import ByteTokenizer
+from dlm.training.data import StreamingPackedDataset
+from dlm.training.sampler import ResumableLoader, ResumableSampler, ResumableStreamLoader
 
 
 class Indices(torch.utils.data.Dataset):
@@ -94,3 +96,26 @@ def test_other_data_is_refused():
         ValueError, match=r"training order \(seed 3, 37 samples\) differs .* \(seed 3, 40 samples\)"
     ):
         loader(n=40).load_state_dict(state)
+
+
+def stream_loader(workers):
+    texts = [f"document {i}: " + "abc " * (i % 5 + 3) for i in range(30)]
+    dataset = StreamingPackedDataset(lambda: iter(texts), ByteTokenizer(), seq_len=16)
+    return ResumableStreamLoader(dataset, batch_size=2, drop_last=True, num_workers=workers)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_resumed_stream_skips_the_consumed_batches(workers):
+    full = [b["index"].tolist() for b in stream_loader(workers)]
+    assert len(full) > 8
+    first = stream_loader(workers)
+    it = iter(first)
+    for _ in range(5):
+        next(it)
+    state = first.state_dict()
+    assert state == {"batches": 5}
+    second = stream_loader(workers)
+    second.load_state_dict(state)
+    assert [b["index"].tolist() for b in second] == full[5:]
+    assert second.state_dict() == {"batches": 0}, "a finished pass resumes at the next one's start"
+    assert [b["index"].tolist() for b in second] == full, "the next pass reads the whole stream"

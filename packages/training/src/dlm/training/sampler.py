@@ -10,7 +10,9 @@ Lightning saves the state of a training loader that has `state_dict` / `load_sta
 checkpoint and restores it before the loader is iterated. The state is the epoch and the number of
 samples of that epoch's order already consumed (counted in batches handed to the training loop,
 so batches that DataLoader workers prefetched are not counted); a resumed epoch starts right after
-them, even on a different number of processes.
+them, even on a different number of processes. A streamed corpus (StreamingPackedDataset) has no
+order to permute: its loader's state is the number of batches this pass consumed, and the resumed
+pass reads past them (same number of processes, workers and batch size).
 """
 
 from __future__ import annotations
@@ -90,3 +92,37 @@ class ResumableLoader(DataLoader):
             epoch, consumed = epoch + 1, 0  # the saved epoch was finished
         sampler.set_epoch(epoch)  # workers may draw indices before the fit loop sets the epoch
         sampler.resume_at = (epoch, consumed)
+
+
+class ResumableStreamLoader(DataLoader):
+    """The training DataLoader over a StreamingPackedDataset; its state is the batches consumed in
+    the current pass of the stream."""
+
+    yielded = 0
+    """Batches handed out by the current pass."""
+    start = 0
+    """Batches of this pass consumed before it was interrupted (a resumed pass)."""
+    pending = 0
+    """`start` of the next pass, from a checkpoint."""
+    finished = False
+
+    def __iter__(self) -> Iterator[Any]:
+        self.yielded, self.finished = 0, False
+        self.start, self.pending = self.pending, 0
+        batches = super().__iter__()
+        if self.num_workers > 0:  # the workers hold their own copies of the dataset now
+            self.dataset.resume = None
+        return self._counted(batches)
+
+    def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            self.yielded += 1
+            yield batch
+        self.finished = True
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": 0 if self.finished else self.start + self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.pending = state["batches"]
+        self.dataset.resume = (self.pending, self.batch_size) if self.pending else None

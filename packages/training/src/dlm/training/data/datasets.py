@@ -40,7 +40,12 @@ class StreamingPackedDataset(IterableDataset):
 
     Each of (processes x workers) shards keeps the samples whose index falls to it (index mod
     shards); every shard reads the whole stream, which keeps indices exact at the cost of reading.
+    `resume`, set by dlm.training.sampler.ResumableStreamLoader from a checkpoint, makes the next
+    pass skip the batches this process already trained on (read, not yielded).
     """
+
+    resume: tuple[int, int] | None = None
+    """(batches this process consumed in the interrupted pass, batch size), for the next pass only."""
 
     def __init__(
         self,
@@ -56,7 +61,14 @@ class StreamingPackedDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor | int]]:
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        shards, shard = self.world_size * workers, self.rank * workers + worker_id
+        resume, self.resume = self.resume, None
+        # DataLoader takes batches from its workers in turn, starting with worker 0, so after b
+        # batches the next one is worker b mod W's: a resumed pass rotates the workers' shards to
+        # continue that turn, and each skips the batches its shard already gave.
+        batches, size = resume or (0, 0)
+        role = (worker_id + batches) % workers
+        shards, shard = self.world_size * workers, self.rank * workers + role
+        skip = max(0, (batches - role + workers - 1) // workers) * size
         tokens: list[int] = []
         docs: list[int] = []
         index = 0
@@ -65,7 +77,9 @@ class StreamingPackedDataset(IterableDataset):
             tokens += ids
             docs += [n] * len(ids)
             while len(tokens) >= self.seq_len:
-                if index % shards == shard:
+                if index % shards == shard and skip:
+                    skip -= 1
+                elif index % shards == shard:
                     yield sample(np.array(tokens[: self.seq_len]), np.array(docs[: self.seq_len]), index)
                 del tokens[: self.seq_len], docs[: self.seq_len]
                 index += 1

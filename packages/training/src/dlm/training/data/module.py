@@ -13,7 +13,7 @@ from dlm.core.protocols import Tokenizer
 from dlm.training.data import cache
 from dlm.training.data.datasets import PackedDataset, StreamingPackedDataset
 from dlm.training.data.sources import Source
-from dlm.training.sampler import ResumableLoader, ResumableSampler
+from dlm.training.sampler import ResumableLoader, ResumableSampler, ResumableStreamLoader
 
 STAGE_SPLITS = {
     "fit": ("train", "validation"),
@@ -136,6 +136,8 @@ class PackedTextDataModule(pl.LightningDataModule):
         if train and isinstance(dataset, PackedDataset):
             rank, world = self._rank_and_world()
             sampler, loader = ResumableSampler(dataset, world, rank, self.seed), ResumableLoader
+        elif train:
+            loader = ResumableStreamLoader
         return loader(
             dataset,
             batch_size=batch_size,

@@ -1,0 +1,74 @@
+"""The real-scale configs and their SLURM templates: every FSDP config wraps and checkpoints
+activations per transformer block in bf16-mixed (Lightning's own objects, configured from YAML),
+and every `dlm fit` template follows the one documented pattern. (FSDP itself needs GPUs:
+Lightning refuses it on CPU, so what runs here is the configuration.)"""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+from dlm.core.model import Block
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = sorted(p for p in ROOT.glob("apps/*/slurm/*.sbatch") if "distill" not in p.name)
+REAL = sorted(
+    p for p in ROOT.glob("apps/*/configs/*.yaml") if "strategy" in yaml.safe_load(p.read_text())["trainer"]
+)
+
+
+def strategy(config: Path) -> Strategy:
+    parser = ArgumentParser()
+    parser.add_argument("--strategy", type=Strategy)
+    parsed = parser.parse_object({"strategy": yaml.safe_load(config.read_text())["trainer"]["strategy"]})
+    return parser.instantiate(parsed).strategy
+
+
+def test_there_are_real_scale_configs_and_templates():
+    names = {f"{p.parent.parent.name}/{p.stem}" for p in TEMPLATES}
+    assert {
+        "pretrain/qwen3-0.6b",
+        "conversion/qwen3-0.6b",
+        "trimode/qwen3-1.7b",
+        "drafter/qwen3-8b-0.6b",
+    } <= names
+    assert len(REAL) >= 5
+
+
+@pytest.mark.parametrize("config", REAL, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_real_scale_strategies(config):
+    trainer = yaml.safe_load(config.read_text())["trainer"]
+    assert trainer["precision"] == "bf16-mixed"
+    built = strategy(config)
+    if isinstance(built, FSDPStrategy):
+        for policy in (
+            built.kwargs["auto_wrap_policy"],
+            built._activation_checkpointing_kwargs["auto_wrap_policy"],
+        ):
+            assert isinstance(policy, ModuleWrapPolicy) and policy._module_classes == {Block}
+    else:
+        assert isinstance(built, DDPStrategy)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_sbatch_templates_follow_one_pattern(template):
+    text = template.read_text()
+    subprocess.run(["bash", "-n", str(template)], check=True)
+    sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(\S+))?", text, re.M))
+    assert sbatch["ntasks-per-node"] == sbatch["gpus-per-node"], "one task per GPU"
+    assert "requeue" in sbatch
+    config = re.search(r"^CONFIG=(\S+)$", text, re.M).group(1)
+    assert (ROOT / config).is_file()
+    run = yaml.safe_load((ROOT / config).read_text())["trainer"]["default_root_dir"]
+    assert re.search(rf"^RUN={re.escape(run)}$", text, re.M)
+    fit = re.search(r'^srun dlm fit --config "\$\{CONFIG\}" --ckpt_path last \\\n(.+\n)+', text, re.M).group(
+        0
+    )
+    assert '--trainer.num_nodes "${SLURM_JOB_NUM_NODES}"' in fit
+    assert '--trainer.devices "${SLURM_NTASKS_PER_NODE}"' in fit
+    assert "srun --nodes=1 --ntasks=1 --gpus=1 dlm test" in text

@@ -19,6 +19,7 @@ wall time otherwise; read ratios. Nothing is asserted. Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -29,7 +30,7 @@ import lightning.pytorch as pl
 import torch
 
 from dlm.attention import Causal
-from dlm.core.losses import AutoregressiveLoss
+from dlm.core.losses import AutoregressiveLoss, HybridLoss
 from dlm.decoding import (
     ARDecoder,
     BlockDiffusionDecoder,
@@ -38,7 +39,7 @@ from dlm.decoding import (
     SelfSpeculativeDecoder,
 )
 from dlm.training import ARLanguageModel, Optimization, PackedTextDataModule, TriModeModule
-from dlm.training.evaluation import decode_metrics, decode_table, generate_in_batches
+from dlm.training.evaluation import decode_interleaved, decode_metrics, decode_table, distinct_ngrams
 from dlm.training.patterns import positions
 
 
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--steps", type=int, default=200, help="training steps of every variant")
     p.add_argument("--block-sizes", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument(
+        "--diffusion-weights", type=float, nargs="+", default=[1.0], help="HybridLoss weights a (AR weight 1)"
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--decode-batch", type=int, default=1, help="prompts decoded together")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant (the fastest counts)")
+    p.add_argument("--skip-step-times", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     if not (Path(args.init) / "dlm.json").is_file() and not Path(args.init).is_file():
@@ -175,31 +180,35 @@ def main(argv: list[str] | None = None) -> None:
         for s in (dm.datasets["test"][i] for i in range(args.prompts))
     ]
 
-    times = step_times(args.init, dm, args)
-    unit = "CPU ms" if args.threads == 1 else "ms"
-    print(
-        f"\n### Training step, seq_len {args.seq_len}, batch {args.batch_size} ({unit}, best of {args.repeats})\n"
-    )
-    print("| step | time | ratio to AR |\n|---|---:|---:|")
-    for name, t in times.items():
-        print(f"| {name} | {t * 1e3:.0f} | {t / times['AR step']:.2f}x |")
+    times = {} if args.skip_step_times else step_times(args.init, dm, args)
+    if times:
+        unit = "CPU ms" if args.threads == 1 else "ms"
+        print(
+            f"\n### Training step, seq_len {args.seq_len}, batch {args.batch_size} ({unit}, best of {args.repeats})\n"
+        )
+        print("| step | time | ratio to AR |\n|---|---:|---:|")
+        for name, t in times.items():
+            print(f"| {name} | {t * 1e3:.0f} | {t / times['AR step']:.2f}x |")
 
     initial_ce = ar_ce(ARLanguageModel(init_from=args.init).model, dm, args.eval_batches)
     train(pure, dm, args.steps, "pure AR")
     pure_ce = ar_ce(pure.model, dm, args.eval_batches)
     rows, tables = [], []
-    for block in args.block_sizes:
-        module = TriModeModule(init_from=args.init, block_size=block, optimization=opt)
-        train(module, dm, args.steps, f"tri-mode B={block}")
+    for block, weight in itertools.product(args.block_sizes, args.diffusion_weights):
+        label = f"tri-mode B={block}, a={weight:g}"
+        loss = HybridLoss(diffusion_weight=weight, ar_weight=1.0)
+        module = TriModeModule(init_from=args.init, block_size=block, loss=loss, optimization=opt)
+        train(module, dm, args.steps, label)
         ce = ar_ce(module.model, dm, args.eval_batches)
-        rows.append(f"| tri-mode B={block} | {ce:.4f} | {(ce / pure_ce - 1) * 100:+.1f}% |")
+        rows.append(f"| {label} | {ce:.4f} | {(ce / pure_ce - 1) * 100:+.1f}% |")
         model = module.model.eval()
-        runs = {}
-        for name, decoder in decoders(block).items():
-            decoder.generate(model, prompts[:1], 4)  # warm-up
-            runs[name] = generate_in_batches(decoder, model, prompts, args.max_new_tokens, args.decode_batch)
+        chosen = decoders(block)
+        decode_interleaved(chosen, model, prompts[:1], 4)  # warm-up
+        runs = decode_interleaved(chosen, model, prompts, args.max_new_tokens, args.decode_batch)
         metrics = decode_metrics(runs, prompts, model, baseline="ar")
-        tables.append(f"\n#### B = {block}\n\n{decode_table(list(runs), metrics, 'ar')}")
+        for name, (outputs, _) in runs.items():
+            metrics[f"{name}/distinct4"] = distinct_ngrams(outputs, 4)
+        tables.append(f"\n#### B = {block}, a = {weight:g}\n\n{decode_table(list(runs), metrics, 'ar')}")
 
     print(f"\n### Held-out AR CE after {args.steps} more steps from {args.init} (nats per token)\n")
     print("| model | AR CE | vs pure AR |\n|---|---:|---:|")

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="delete runs/demo/ and run every stage")
     parser.add_argument("--fast", action="store_true", help="fast_dev_run every stage (CI)")
     args = parser.parse_args(argv)
+    if argv is None:  # the stages get their arguments from this script, not from its command line
+        sys.argv[1:] = []
     prepare_output(args.fresh)
     from dlm.training.cli import main as dlm
 

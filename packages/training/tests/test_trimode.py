@@ -10,7 +10,7 @@ from dlm.core import ByteTokenizer, DecodeStats, HFTokenizer, ModelConfig, Trans
 from dlm.core.losses import HybridLoss
 from dlm.core.masking import Uniform
 from dlm.training import Architecture, DecodeEval, PackedTextDataModule, TriModeModule
-from dlm.training.evaluation import decode_metrics, decode_table, generate_in_batches
+from dlm.training.evaluation import decode_interleaved, decode_metrics, decode_table
 
 TINY = Architecture(dim=32, n_layers=2, n_heads=2, max_seq_len=64)
 
@@ -105,20 +105,27 @@ def test_decode_metrics_compare_every_decoder_with_the_baseline():
     assert "| spec | 4.00 | 4.00 |" in table and "| ar | 1.00 | - |" in table
 
 
-def test_prompts_are_decoded_in_batches_with_merged_stats():
-    calls = []
+def test_decoders_run_interleaved_batch_by_batch_with_merged_stats():
+    calls, ticks = [], []
 
     class Recorder(FakeDecoder):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
         def generate(self, model, prompts, max_new_tokens):
-            calls.append(len(prompts))
+            calls.append((self.name, len(prompts)))
             return super().generate(model, prompts, max_new_tokens)
 
     prompts = [[1], [2], [3]]
-    outputs, stats = generate_in_batches(Recorder(), None, prompts, 4, batch_size=2)
-    assert calls == [2, 1] and outputs == [[1] * 4, [2] * 4, [3] * 4]
+    decoders = {"a": Recorder("a"), "b": Recorder("b")}
+    runs = decode_interleaved(decoders, None, prompts, 4, batch_size=2, progress=ticks.append)
+    assert calls == [("a", 2), ("b", 2), ("a", 1), ("b", 1)] and ticks == ["a", "b", "a", "b"]
+    outputs, stats = runs["b"]
+    assert outputs == [[1] * 4, [2] * 4, [3] * 4]
     assert stats.tokens == 12 and stats.rows == 3 and stats.forwards == {"target": 12}
-    generate_in_batches(Recorder(), None, prompts, 4)
-    assert calls[-1] == 3
+    decode_interleaved(decoders, None, prompts, 4)
+    assert calls[-2:] == [("a", 3), ("b", 3)]
 
 
 def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_dir, cache_dir, capsys):

@@ -4,7 +4,7 @@ dlm.core.protocols.Decoder objects, so training never imports dlm.decoding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +64,29 @@ def generate_in_batches(
         outputs += out
         stats = stats.merged(part)
     return outputs, stats
+
+
+def decode_interleaved(
+    decoders: dict[str, Decoder],
+    model: Transformer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, tuple[list[list[int]], DecodeStats]]:
+    """Every decoder's (outputs, merged stats) over the prompts in batches of batch_size (None: one
+    batch), interleaved: each batch is decoded by every decoder before the next batch, so a load
+    change on a shared machine weighs on all of them alike and their tok/s stay comparable.
+    `progress` is called with the decoder's name after each generate call."""
+    size = batch_size or len(prompts)
+    runs = {name: ([], DecodeStats()) for name in decoders}
+    for start in range(0, len(prompts), size):
+        for name, decoder in decoders.items():
+            out, part = decoder.generate(model, prompts[start : start + size], max_new_tokens)
+            runs[name] = (runs[name][0] + out, runs[name][1].merged(part))
+            if progress is not None:
+                progress(name)
+    return runs
 
 
 def run_decoders(
@@ -127,6 +150,7 @@ def decode_table(names: Sequence[str], metrics: dict[str, float], baseline: str 
         (f"tok/s vs {baseline}", "speedup", "{:.2f}x"),
         (f"agreement with {baseline}", "agreement", "{:.3f}"),
         ("AR NLL", "ar_nll", "{:.3f}"),
+        ("distinct 4-grams", "distinct4", "{:.2f}"),
     ]
     columns = [c for c in columns if any(f"{n}/{c[1]}" in metrics for n in names)]
     lines = [

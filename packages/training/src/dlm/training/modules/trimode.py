@@ -20,7 +20,13 @@ from dlm.core.losses import HybridLoss, target_cross_entropy
 from dlm.core.masking import Corrupted, Corruption, PositionDependent
 from dlm.core.protocols import Decoder, DecodeStats, Tokenizer
 from dlm.training.architecture import Architecture
-from dlm.training.evaluation import DecodeEval, decode_metrics, decode_table, generate_in_batches
+from dlm.training.evaluation import (
+    DecodeEval,
+    decode_interleaved,
+    decode_metrics,
+    decode_table,
+    distinct_ngrams,
+)
 from dlm.training.initialization import ensure_mask_token
 from dlm.training.metrics import MaskedTokenMetrics, block_ratios
 from dlm.training.modules.base import LanguageModule
@@ -245,6 +251,8 @@ class TriModeModule(LanguageModule):
         if self.decoders and self.prompts:
             runs = self.run_decoders()
             metrics = decode_metrics(runs, self.prompts, self.model, self.baseline)
+            for name, (outputs, _) in runs.items():
+                metrics[f"{name}/distinct4"] = distinct_ngrams(outputs, 4)
             results.update({f"test/{k}": v for k, v in metrics.items()})
             if self.trainer.is_global_zero:
                 self.report(runs, metrics)
@@ -252,21 +260,31 @@ class TriModeModule(LanguageModule):
         self.log_dict(results)
 
     def run_decoders(self) -> dict[str, tuple[list[list[int]], DecodeStats]]:
-        """Each decoder's (outputs, stats) on the collected prompts, with a progress bar."""
+        """Each decoder's (outputs, stats) on the collected prompts, interleaved batch by batch,
+        with a progress bar."""
         was_training = self.model.training
         self.model.eval()
-        runs = {}
+        size = self.decode.batch_size or len(self.prompts)
         bar = tqdm(
-            self.decoders.items(),
+            total=len(self.decoders) * -(-len(self.prompts) // size),
             desc="decoding",
-            unit="decoder",
+            unit="batch",
             disable=not (self.trainer.is_global_zero and self.trainer.progress_bar_callback),
         )
-        for name, decoder in bar:
+
+        def advance(name: str) -> None:
             bar.set_postfix_str(name)
-            runs[name] = generate_in_batches(
-                decoder, self.model, self.prompts, self.decode.max_new_tokens, self.decode.batch_size
-            )
+            bar.update()
+
+        runs = decode_interleaved(
+            self.decoders,
+            self.model,
+            self.prompts,
+            self.decode.max_new_tokens,
+            self.decode.batch_size,
+            advance,
+        )
+        bar.close()
         self.model.train(was_training)
         return runs
 

@@ -42,14 +42,17 @@ def test_sigkill_mid_run_leaves_complete_checkpoints_and_resumes(
 
     files = checkpoints(ckpt_dir)
     assert ckpt_dir / "last.ckpt" in files
+    steps = []
     for file in files:
         state = torch.load(file, weights_only=True)  # a truncated file would raise here
         assert {"state_dict", "optimizer_states", "loops", "dlm"} <= state.keys(), file
+        steps.append(state["global_step"])
     leftovers = [p.name for p in ckpt_dir.iterdir() if p not in files]
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
     load_model(ckpt_dir / "last.ckpt")
     step = torch.load(ckpt_dir / "last.ckpt", weights_only=True)["global_step"]
-    assert step >= 5
+    # A step's file is saved before last.ckpt, so the kill may have caught last.ckpt one step behind.
+    assert step >= max(steps) - 1 and step >= 4
 
     resume = make_config(tmp_path / "r.yaml", run="resumed", **{"trainer.max_steps": step + 2})
     result = run_dlm(["fit", "--config", str(resume), "--ckpt_path", "last"], work, **env)

@@ -19,6 +19,10 @@ TOTAL = 13
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("DLM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only contend
+    yield
+    torch.set_num_threads(threads)
 
 
 def fit(monkeypatch, work, config, *extra):

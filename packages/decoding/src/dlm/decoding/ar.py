@@ -8,11 +8,10 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.sampling import Sampler
-from dlm.decoding.session import Decoding, Progress, Stream, Timer, check_prompts, new_cache
+from dlm.decoding.session import CachedDecoder, Decoding, Progress, Stream, Timer, check_prompts, new_cache
 
 
-class ARDecoder:
+class ARDecoder(CachedDecoder):
     """Each step feeds every row's pending token t (Verify mask of width 1, committed) and picks the
     next token from its logit: greedy (temperature 0) or sampled with temperature, top-k, top-p.
 
@@ -32,14 +31,7 @@ class ARDecoder:
         eos_id: int | None = None,
         max_len: int | None = None,
     ) -> None:
-        self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
-
-    def generate(
-        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
-    ) -> tuple[list[list[int]], DecodeStats]:
-        result = self.decode(model, prompts, max_new_tokens)
-        return result.tokens, result.stats
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
     @torch.no_grad()
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:

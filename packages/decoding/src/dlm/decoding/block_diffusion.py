@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.sampling import Sampler, draw, without_mask
+from dlm.decoding.sampling import draw, without_mask
 from dlm.decoding.session import (
+    CachedDecoder,
     Decoding,
     Progress,
     Stream,
@@ -59,7 +60,7 @@ class BlockCommit:
         return "BlockCommit()"
 
 
-class BlockDiffusionDecoder:
+class BlockDiffusionDecoder(CachedDecoder):
     """Args:
     block_size: B, the block length including the anchor (training block size); at least 2.
     threshold: the Fast-dLLM confidence threshold tau in (0, 1].
@@ -100,14 +101,7 @@ class BlockDiffusionDecoder:
         if not isinstance(self.clean, CausalCommit | BlockCommit):
             raise ValueError(f"clean must be CausalCommit() or BlockCommit(), got {clean!r}")
         self.fold = fold
-        self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
-
-    def generate(
-        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
-    ) -> tuple[list[list[int]], DecodeStats]:
-        result = self.decode(model, prompts, max_new_tokens)
-        return result.tokens, result.stats
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
     def folds(self, model: nn.Module) -> bool:
         shift = model.config.token_shift

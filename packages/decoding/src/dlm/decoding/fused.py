@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.sampling import Sampler
 from dlm.decoding.session import (
+    CachedDecoder,
     Decoding,
     Progress,
     Stream,
@@ -41,7 +41,7 @@ from dlm.decoding.session import (
 from dlm.decoding.speculation import Drafts, block_predictions, propose, verify
 
 
-class FusedSelfSpeculativeDecoder:
+class FusedSelfSpeculativeDecoder(CachedDecoder):
     """Self-speculation (see SelfSpeculativeDecoder) with the verify of one block and the draft of the
     next in one forward; `quadratic=True` drafts a candidate next block for every acceptance length.
 
@@ -64,14 +64,7 @@ class FusedSelfSpeculativeDecoder:
     ) -> None:
         self.k = positive("k", k)
         self.quadratic = quadratic
-        self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
-
-    def generate(
-        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
-    ) -> tuple[list[list[int]], DecodeStats]:
-        result = self.decode(model, prompts, max_new_tokens)
-        return result.tokens, result.stats
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
     def scratch(self) -> int:
         """The widest row: up to k + 2 verify tokens and one (quadratic: up to k + 2) candidate

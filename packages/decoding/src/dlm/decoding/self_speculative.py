@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.sampling import Sampler
 from dlm.decoding.session import (
+    CachedDecoder,
     Decoding,
     Progress,
     Stream,
@@ -22,7 +22,7 @@ from dlm.decoding.session import (
 from dlm.decoding.speculation import block_predictions, propose, verify
 
 
-class SelfSpeculativeDecoder:
+class SelfSpeculativeDecoder(CachedDecoder):
     """Two forwards per step, both over the same cache, which holds the committed text but the
     pending token t:
 
@@ -56,14 +56,7 @@ class SelfSpeculativeDecoder:
     ) -> None:
         self.k = positive("k", k)
         self.cross_block = cross_block
-        self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
-
-    def generate(
-        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
-    ) -> tuple[list[list[int]], DecodeStats]:
-        result = self.decode(model, prompts, max_new_tokens)
-        return result.tokens, result.stats
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
     def drafts_per_step(self, model: nn.Module) -> int:
         if self.cross_block and not model.config.token_shift:

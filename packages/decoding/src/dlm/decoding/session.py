@@ -19,6 +19,7 @@ from dlm.attention import Causal
 from dlm.core.cache import KVCache
 from dlm.core.protocols import DecodeStats
 from dlm.decoding.layout import Layout
+from dlm.decoding.sampling import Sampler
 
 
 @dataclass
@@ -29,6 +30,32 @@ class Decoding:
     tokens: list[list[int]]
     stats: DecodeStats
     caches: dict[str, KVCache] = field(default_factory=dict)
+
+
+class CachedDecoder:
+    """What every decoder here shares: the sampling settings and generate(); subclasses implement
+    decode(), which also returns the caches (for tests)."""
+
+    def __init__(
+        self,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        seed: int,
+        eos_id: int | None,
+        max_len: int | None,
+    ) -> None:
+        self.sampler = Sampler(temperature, top_k, top_p)
+        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+
+    def generate(
+        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[list[int]], DecodeStats]:
+        result = self.decode(model, prompts, max_new_tokens)
+        return result.tokens, result.stats
+
+    def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
+        raise NotImplementedError
 
 
 def positive(name: str, value: int) -> int:

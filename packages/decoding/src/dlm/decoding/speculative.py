@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.sampling import Sampler
 from dlm.decoding.session import (
+    CachedDecoder,
     Decoding,
     Progress,
     Stream,
@@ -32,7 +32,7 @@ from dlm.decoding.session import (
 from dlm.decoding.speculation import block_predictions, propose, verify
 
 
-class SpeculativeDecoder:
+class SpeculativeDecoder(CachedDecoder):
     """Args:
     drafter: a diffusion model with a mask token and the target's vocabulary; its clean stream
         is causal (its committed text is cached as a causal forward computes it). May be set
@@ -61,14 +61,7 @@ class SpeculativeDecoder:
         self.drafter = drafter
         self.k = positive("k", k)
         self.cross_block = cross_block
-        self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
-
-    def generate(
-        self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
-    ) -> tuple[list[list[int]], DecodeStats]:
-        result = self.decode(model, prompts, max_new_tokens)
-        return result.tokens, result.stats
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
     def check(self, target: nn.Module) -> int:
         """The drafter's mask id, after checking the pair fits together."""

@@ -4,6 +4,7 @@ import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from dlm.training import ExportCheckpoint
 from dlm.training.preflight import check_launcher, check_writable, output_directories
@@ -15,6 +16,9 @@ LAUNCHERS = ("NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RAN
 def no_launcher(monkeypatch):
     for name in [*LAUNCHERS, *(k for k in os.environ if k.startswith("SLURM_"))]:
         monkeypatch.delenv(name, raising=False)
+    # A Trainer built with NODE_RANK=1 sets the process-wide rank_zero_only.rank, which would
+    # silence rank_zero_warn in every later test.
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", 0))
 
 
 def trainer(**kwargs):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import CachedDecoder, Decoding, Progress, Stream, Timer, check_prompts, new_cache
+from dlm.decoding.session import CachedDecoder, Decoding, Timer
 
 
 class ARDecoder(CachedDecoder):
@@ -37,14 +37,8 @@ class ARDecoder(CachedDecoder):
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
         stats = DecodeStats()
         with Timer(stats):
-            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
             mask_id = model.config.mask_token_id
-            generator = torch.Generator().manual_seed(self.seed)
-            target = Stream(
-                "target", model, new_cache(model, prompts, max_new_tokens, 1, self.max_len), stats
-            )
-            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
-            target.prefill(prompts)
+            _, target, rows, generator = self.start(model, prompts, max_new_tokens, 1, stats)
             while rows.active:
                 active = rows.active
                 before = target.cache.lengths

@@ -27,12 +27,8 @@ from dlm.decoding.sampling import draw, without_mask
 from dlm.decoding.session import (
     CachedDecoder,
     Decoding,
-    Progress,
-    Stream,
     Timer,
-    check_prompts,
     mask_token,
-    new_cache,
     positive,
 )
 from dlm.decoding.speculation import block_predictions
@@ -118,12 +114,9 @@ class BlockDiffusionDecoder(CachedDecoder):
         with Timer(stats):
             mask_id = mask_token(model, type(self).__name__)
             fold, shift, B = self.folds(model), model.config.token_shift, self.block_size
-            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-            generator = torch.Generator().manual_seed(self.seed)
-            cache = new_cache(model, prompts, max_new_tokens, 2 * B, self.max_len)
-            target = Stream("target", model, cache, stats, filler=mask_id)
-            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
-            target.prefill(prompts)
+            prompts, target, rows, generator = self.start(
+                model, prompts, max_new_tokens, 2 * B, stats, mask_id
+            )
             blocks = [[t] + [mask_id] * (B - 1) for t in rows.pending]
             finished = [False] * len(prompts)  # block full, its commit still due
             while rows.active:

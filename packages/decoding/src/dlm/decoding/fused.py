@@ -30,12 +30,8 @@ from dlm.core.protocols import DecodeStats
 from dlm.decoding.session import (
     CachedDecoder,
     Decoding,
-    Progress,
-    Stream,
     Timer,
-    check_prompts,
     mask_token,
-    new_cache,
     positive,
 )
 from dlm.decoding.speculation import Drafts, block_predictions, propose, verify
@@ -78,12 +74,9 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
         with Timer(stats):
             mask_id = mask_token(model, type(self).__name__)
             shift, k = model.config.token_shift, self.k
-            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-            generator = torch.Generator().manual_seed(self.seed)
-            cache = new_cache(model, prompts, max_new_tokens, self.scratch(), self.max_len)
-            target = Stream("target", model, cache, stats, filler=mask_id)
-            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
-            target.prefill(prompts)
+            prompts, target, rows, generator = self.start(
+                model, prompts, max_new_tokens, self.scratch(), stats, mask_id
+            )
             drafts: list[Drafts | None] = [None] * len(prompts)
             while rows.active:
                 active, before = rows.active, target.cache.lengths

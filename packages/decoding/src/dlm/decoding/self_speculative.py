@@ -8,18 +8,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import (
-    CachedDecoder,
-    Decoding,
-    Progress,
-    Stream,
-    Timer,
-    check_prompts,
-    mask_token,
-    new_cache,
-    positive,
-)
-from dlm.decoding.speculation import block_predictions, propose, verify
+from dlm.decoding.session import CachedDecoder, Decoding, Timer, mask_token, positive
+from dlm.decoding.speculation import block_predictions, propose, verify_step
 
 
 class SelfSpeculativeDecoder(CachedDecoder):
@@ -70,12 +60,9 @@ class SelfSpeculativeDecoder(CachedDecoder):
             mask_id = mask_token(model, type(self).__name__)
             m = self.drafts_per_step(model)
             shift = model.config.token_shift
-            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-            generator = torch.Generator().manual_seed(self.seed)
-            cache = new_cache(model, prompts, max_new_tokens, self.k + 2, self.max_len)
-            target = Stream("target", model, cache, stats, filler=mask_id)
-            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
-            target.prefill(prompts)
+            _, target, rows, generator = self.start(
+                model, prompts, max_new_tokens, self.k + 2, stats, mask_id
+            )
             while rows.active:
                 active, before = rows.active, target.cache.lengths
                 layout = target.layout()
@@ -84,17 +71,5 @@ class SelfSpeculativeDecoder(CachedDecoder):
                 logits = target.forward(layout, len(active), commit=False)
                 predictions = block_predictions(logits[active].cpu(), shift)[:, :m]
                 drafts = propose(self.sampler, predictions, mask_id, generator)
-
-                layout = target.layout()
-                for r, d in zip(active, drafts, strict=True):
-                    layout.add(r, [rows.pending[r]] + d.tokens, before[r], causal=True)
-                logits = target.forward(layout, len(active), commit=True).cpu()
-                keep = list(before)
-                for r, d in zip(active, drafts, strict=True):
-                    n, token = verify(self.sampler, logits[r, : m + 1], d, mask_id, generator)
-                    kept = rows.emit(r, d.tokens[:n] + [token])
-                    stats.record_verify(kept, m, n)
-                    keep[r] += 1 + n
-                    rows.pending[r] = token
-                target.settle(keep, rows)
+                verify_step(self.sampler, target, rows, drafts, before, mask_id, generator, stats)
         return Decoding(rows.out, stats, {"target": target.cache})

@@ -57,6 +57,24 @@ class CachedDecoder:
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
         raise NotImplementedError
 
+    def start(
+        self,
+        model: nn.Module,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        scratch: int,
+        stats: DecodeStats,
+        filler: int = 0,
+    ) -> tuple[list[list[int]], Stream, Progress, torch.Generator]:
+        """The checked prompts, the model's stream with them prefilled (a cache with `scratch`
+        slots beyond prompt + budget), each row's progress, and the generator samples draw from."""
+        prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
+        cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len)
+        target = Stream("target", model, cache, stats, filler=filler)
+        rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+        target.prefill(prompts)
+        return prompts, target, rows, torch.Generator().manual_seed(self.seed)
+
 
 def positive(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

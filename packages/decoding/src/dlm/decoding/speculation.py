@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dlm.core.protocols import DecodeStats
 from dlm.decoding.sampling import Sampler, accept_greedy, accept_sampled, draw
+from dlm.decoding.session import Progress, Stream
 
 
 def block_predictions(block_logits: Tensor, shift: bool) -> Tensor:
@@ -47,3 +49,34 @@ def verify(
     if sampler.greedy:
         return accept_greedy(sampler.pick(logits, mask_id, generator).tolist(), drafts.tokens)
     return accept_sampled(sampler.probs(logits, mask_id), drafts.q, drafts.tokens, generator)
+
+
+def verify_step(
+    sampler: Sampler,
+    target: Stream,
+    rows: Progress,
+    drafts: list[Drafts],
+    before: list[int],
+    mask_id: int | None,
+    generator: torch.Generator,
+    stats: DecodeStats,
+) -> list[int]:
+    """One verify forward `[t, d_1..d_m]` (Verify mask, committed) for every active row, with
+    drafts[i] the drafts of the i-th active row and `before` the cache lengths before the step:
+    emit the accepted drafts and the verifier's token (the new pending token), crop the cache to
+    t + the accepted drafts. Returns the accepted count of each active row."""
+    active = rows.active
+    layout = target.layout()
+    for r, d in zip(active, drafts, strict=True):
+        layout.add(r, [rows.pending[r]] + d.tokens, before[r], causal=True)
+    logits = target.forward(layout, len(active), commit=True).cpu()
+    keep, accepted = list(before), []
+    for r, d in zip(active, drafts, strict=True):
+        m = len(d.tokens)
+        n, token = verify(sampler, logits[r, : m + 1], d, mask_id, generator)
+        stats.record_verify(rows.emit(r, d.tokens[:n] + [token]), m, n)
+        keep[r] += 1 + n
+        rows.pending[r] = token
+        accepted.append(n)
+    target.settle(keep, rows)
+    return accepted

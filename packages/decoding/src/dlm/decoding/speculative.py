@@ -18,18 +18,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import (
-    CachedDecoder,
-    Decoding,
-    Progress,
-    Stream,
-    Timer,
-    check_prompts,
-    mask_token,
-    new_cache,
-    positive,
-)
-from dlm.decoding.speculation import block_predictions, propose, verify
+from dlm.decoding.session import CachedDecoder, Decoding, Stream, Timer, mask_token, new_cache, positive
+from dlm.decoding.speculation import block_predictions, propose, verify_step
 
 
 class SpeculativeDecoder(CachedDecoder):
@@ -85,15 +75,11 @@ class SpeculativeDecoder(CachedDecoder):
         with Timer(stats):
             mask_id = self.check(model)
             k, m, shift = self.k, self.k + int(self.cross_block), self.drafter.config.token_shift
-            prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-            generator = torch.Generator().manual_seed(self.seed)
-            scratch = m + 2
-            target_cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len)
-            drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, scratch + k + 1, self.max_len)
-            target = Stream("target", model, target_cache, stats, filler=mask_id)
+            prompts, target, rows, generator = self.start(
+                model, prompts, max_new_tokens, m + 2, stats, mask_id
+            )
+            drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, m + k + 3, self.max_len)
             drafter = Stream("drafter", self.drafter, drafter_cache, stats, filler=mask_id)
-            rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
-            target.prefill(prompts)
             drafter.prefill(prompts)
             behind: list[list[int]] = [[] for _ in prompts]  # committed by the target, not yet by the drafter
             while rows.active:
@@ -116,18 +102,10 @@ class SpeculativeDecoder(CachedDecoder):
                     self.sampler, block_predictions(predictions, shift)[:, :m], mask_id, generator
                 )
 
-                before = target.cache.lengths
-                layout = target.layout()
-                for r, d in zip(active, drafts, strict=True):
-                    layout.add(r, [rows.pending[r]] + d.tokens, before[r], causal=True)
-                logits = target.forward(layout, len(active), commit=True).cpu()
-                keep = list(before)
-                for r, d in zip(active, drafts, strict=True):
-                    n, token = verify(self.sampler, logits[r, : m + 1], d, mask_id, generator)
-                    kept = rows.emit(r, d.tokens[:n] + [token])
-                    stats.record_verify(kept, m, n)
-                    keep[r] += 1 + n
-                    behind[r] = [rows.pending[r]] + d.tokens[:n]
-                    rows.pending[r] = token
-                target.settle(keep, rows)
+                pending = list(rows.pending)
+                accepted = verify_step(
+                    self.sampler, target, rows, drafts, target.cache.lengths, mask_id, generator, stats
+                )
+                for r, d, n in zip(active, drafts, accepted, strict=True):
+                    behind[r] = [pending[r]] + d.tokens[:n]
         return Decoding(rows.out, stats, {"target": target.cache, "drafter": drafter.cache})

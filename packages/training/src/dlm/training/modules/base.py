@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from dlm.core.checkpoint import checkpoint_record
@@ -14,6 +16,12 @@ from dlm.training.architecture import Architecture
 from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
+
+
+def check_block_size(block_size: Any) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
+        raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+    return block_size
 
 
 class LanguageModule(pl.LightningModule):
@@ -26,7 +34,12 @@ class LanguageModule(pl.LightningModule):
         optimization: AdamW + warmup/cosine settings.
         seq_len: Linked from the data module; checked against max_seq_len (and the block size).
         same_document: Mask attention between the different documents packed into a sample.
+
+    A diffusion module sets `block_size` before calling this __init__; seq_len must then be a
+    multiple of it.
     """
+
+    block_size: int | None = None
 
     def __init__(
         self,
@@ -50,6 +63,13 @@ class LanguageModule(pl.LightningModule):
             raise ValueError(
                 f"seq_len {seq_len} is longer than the model's max_seq_len {self.model.config.max_seq_len}"
             )
+        if self.block_size is not None and seq_len % self.block_size:
+            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "seq_len", None):
+            self.check_seq_len(datamodule.seq_len)
 
     def doc_ids(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's per-token document ids when attention stays within documents, else None."""
@@ -69,3 +89,22 @@ class LanguageModule(pl.LightningModule):
         optimizers = self.trainer.optimizers if self._trainer is not None else []
         if optimizers:
             self.log("train/lr", optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # -- decoding at test (modules with `decoders`, `decode` and `prompts`) ----------------------
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self.trainer.strategy, FSDPStrategy)
+
+    def collect_prompts(self, batch: dict[str, Tensor]) -> None:
+        """Keep the first `decode.prompt_tokens` tokens of test samples as decoding prompts, until
+        `decode.prompts` are held; none under FSDP (decoders need the whole model)."""
+        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
+            need = self.decode.prompts - len(self.prompts)
+            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
+
+    def warn_if_sharded(self, what: str) -> None:
+        if self.sharded:
+            rank_zero_warn(
+                f"{what} need the unsharded model and are skipped under FSDP; run `dlm test` with "
+                "--trainer.strategy auto --trainer.devices 1 to get them"
+            )

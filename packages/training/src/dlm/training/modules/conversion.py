@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dlm.core.losses import AutoregressiveLoss, MaskedDiffusionLoss, target_cross_entropy
@@ -17,7 +15,7 @@ from dlm.training.architecture import Architecture
 from dlm.training.evaluation import DecodeEval, run_decoders
 from dlm.training.initialization import ensure_mask_token, load_initial
 from dlm.training.metrics import MaskedTokenMetrics, block_ratios, weight_drift
-from dlm.training.modules.base import LanguageModule
+from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
 from dlm.training.patterns import AttentionPattern, BlockCausalPattern, causal, positions
 
@@ -73,12 +71,8 @@ class ConversionModule(LanguageModule):
         decoders: dict[str, Decoder] | None = None,
         decode: DecodeEval | None = None,
     ) -> None:
-        if not isinstance(block_size, int) or block_size < 2:
-            raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
-        super().__init__(architecture, init_from, tokenizer, optimization, same_document=same_document)
-        self.block_size = block_size
-        if seq_len is not None:
-            self.check_seq_len(seq_len)
+        self.block_size = check_block_size(block_size)
+        super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document)
         ensure_mask_token(self.model, self.tokenizer, add_mask_token)
         self.pattern = pattern or BlockCausalPattern()
         self.corruption = corruption or PositionDependent()
@@ -92,16 +86,6 @@ class ConversionModule(LanguageModule):
         self.decoders = dict(decoders or {})
         self.decode = decode or DecodeEval()
         self.prompts: list[list[int]] = []
-
-    def check_seq_len(self, seq_len: int) -> None:
-        super().check_seq_len(seq_len)
-        if seq_len % self.block_size:
-            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "seq_len"):
-            self.check_seq_len(datamodule.seq_len)
 
     # -- the objective -------------------------------------------------------------------------
     def corrupt(self, batch: dict[str, Tensor], strategy: Corruption, epoch: int) -> Corrupted:
@@ -179,20 +163,11 @@ class ConversionModule(LanguageModule):
             corrupted = self.corrupt(batch, strategy, 0)
             logits = self(corrupted.tokens, tokens, doc_ids, self.eval_pattern)
             metric.update(*self.masked_predictions(logits, batch["tokens"], corrupted))
-        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
-            need = self.decode.prompts - len(self.prompts)
-            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
-
-    @property
-    def sharded(self) -> bool:
-        return isinstance(self.trainer.strategy, FSDPStrategy)
+        self.collect_prompts(batch)
 
     def on_test_start(self) -> None:
-        if self.sharded and (self.init_from is not None or self.decoders):
-            rank_zero_warn(
-                "weight drift and decoders need the unsharded model and are skipped under FSDP; "
-                "run `dlm test` with --trainer.strategy auto --trainer.devices 1 to get them"
-            )
+        if self.init_from is not None or self.decoders:
+            self.warn_if_sharded("weight drift and decoders")
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {}

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from dlm.core import Transformer
@@ -18,7 +16,7 @@ from dlm.training.draft_blocks import draft_blocks, drafter_logits, target_hidde
 from dlm.training.draft_eval import DraftAccuracy, decoder_results, run_speculation, save_report
 from dlm.training.evaluation import DecodeEval
 from dlm.training.initialization import ensure_mask_token
-from dlm.training.modules.base import LanguageModule
+from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
 from dlm.training.target import Target, load_target
 
@@ -72,18 +70,15 @@ class DrafterModule(LanguageModule):
         decoders: dict[str, Decoder] | None = None,
         decode: DecodeEval | None = None,
     ) -> None:
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
-            raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+        self.block_size = check_block_size(block_size)
         k = block_size - 1 if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= block_size - 1:
             raise ValueError(
                 f"k={k!r} draft positions do not fit the drafter's block size {block_size}: a block holds "
                 f"the anchor and at most {block_size - 1} drafts"
             )
-        super().__init__(architecture, init_from, tokenizer, optimization, same_document=same_document)
-        self.block_size, self.k = block_size, k
-        if seq_len is not None:
-            self.check_seq_len(seq_len)
+        self.k = k
+        super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document)
         ensure_mask_token(self.model, self.tokenizer, add_mask_token)
         self.target = load_target(target, target_dtype)
         check_pair(self.model, self.tokenizer, self.target)
@@ -101,15 +96,9 @@ class DrafterModule(LanguageModule):
         self.prompts: list[list[int]] = []
         self.test_results: dict[str, dict[str, float]] = {}
 
-    def check_seq_len(self, seq_len: int) -> None:
-        super().check_seq_len(seq_len)
-        if seq_len % self.block_size:
-            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
-
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "seq_len", None):
-            self.check_seq_len(datamodule.seq_len)
         made_by = getattr(datamodule, "target_identity", None)
         if made_by is not None and made_by["fingerprint"] != self.target.fingerprint:
             raise ValueError(
@@ -176,20 +165,11 @@ class DrafterModule(LanguageModule):
         loss, _, logits, labels = self.objective(batch)
         self.log("test/loss", loss, sync_dist=True)
         self.test_accuracy.update(logits, labels)
-        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
-            need = self.decode.prompts - len(self.prompts)
-            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
-
-    @property
-    def sharded(self) -> bool:
-        return isinstance(self.trainer.strategy, FSDPStrategy)
+        self.collect_prompts(batch)
 
     def on_test_start(self) -> None:
-        if self.sharded and self.decoders:
-            rank_zero_warn(
-                "decoders need the unsharded drafter and are skipped under FSDP; run `dlm test` with "
-                "--trainer.strategy auto --trainer.devices 1 to get them"
-            )
+        if self.decoders:
+            self.warn_if_sharded("decoders")
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {f"test/draft/{k}": v for k, v in self.test_accuracy.compute().items()}

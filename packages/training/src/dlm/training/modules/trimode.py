@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -29,7 +28,7 @@ from dlm.training.evaluation import (
 )
 from dlm.training.initialization import ensure_mask_token
 from dlm.training.metrics import MaskedTokenMetrics, block_ratios
-from dlm.training.modules.base import LanguageModule
+from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
 from dlm.training.patterns import positions
 
@@ -101,8 +100,7 @@ class TriModeModule(LanguageModule):
         baseline: str | None = "ar",
         plot: Plot | None = None,
     ) -> None:
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
-            raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+        self.block_size = check_block_size(block_size)
         self.decoders = dict(decoders or {})
         if baseline is not None and self.decoders and baseline not in self.decoders:
             raise ValueError(
@@ -110,10 +108,7 @@ class TriModeModule(LanguageModule):
                 "add it (e.g. an ARDecoder) or set baseline: null"
             )
         architecture = without_shift_by_default(architecture)
-        super().__init__(architecture, init_from, tokenizer, optimization, same_document=same_document)
-        self.block_size = block_size
-        if seq_len is not None:
-            self.check_seq_len(seq_len)
+        super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document)
         if self.tokenizer.mask_id is None and not add_mask_token:
             raise ValueError(
                 f"the tokenizer{f' of {init_from}' if init_from else ''} has no mask token and "
@@ -132,11 +127,6 @@ class TriModeModule(LanguageModule):
         self.prompts: list[list[int]] = []
         self.check_decoders()
 
-    def check_seq_len(self, seq_len: int) -> None:
-        super().check_seq_len(seq_len)
-        if seq_len % self.block_size:
-            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {self.block_size}")
-
     def check_decoders(self) -> None:
         """Fail now, not after training, when a decoder cannot run on this model (no mask token,
         an option the model does not support): each one decodes a one-token prompt with no budget,
@@ -154,11 +144,6 @@ class TriModeModule(LanguageModule):
                     f"decoder {name!r} drafts {k if k is not None else block - 1} masks per block but "
                     f"training blocks hold block_size - 1 = {self.block_size - 1}"
                 )
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "seq_len"):
-            self.check_seq_len(datamodule.seq_len)
 
     # -- the objective -------------------------------------------------------------------------
     def forward(self, noisy: Tensor, clean: Tensor, doc_ids: Tensor | None = None) -> Tensor:
@@ -230,20 +215,11 @@ class TriModeModule(LanguageModule):
         out = self.objective(batch, 0)
         self.log_terms("test", out, sync_dist=True)
         self.test_metrics.update(out["ce"], out["correct"], out["ratio"])
-        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
-            need = self.decode.prompts - len(self.prompts)
-            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
-
-    @property
-    def sharded(self) -> bool:
-        return isinstance(self.trainer.strategy, FSDPStrategy)
+        self.collect_prompts(batch)
 
     def on_test_start(self) -> None:
-        if self.sharded and self.decoders:
-            rank_zero_warn(
-                "decoders need the unsharded model and are skipped under FSDP; run `dlm test` with "
-                "--trainer.strategy auto --trainer.devices 1 to get them"
-            )
+        if self.decoders:
+            self.warn_if_sharded("decoders")
 
     def on_test_epoch_end(self) -> None:
         results = {f"test/masked_{k}": v for k, v in self.test_metrics.compute().items()}

@@ -38,7 +38,7 @@ from dlm.decoding import (
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
 )
-from dlm.training import ARLanguageModel, Optimization, PackedTextDataModule, TriModeModule
+from dlm.training import Architecture, ARLanguageModel, Optimization, PackedTextDataModule, TriModeModule
 from dlm.training.evaluation import decode_interleaved, decode_metrics, decode_table, distinct_ngrams
 from dlm.training.patterns import positions
 
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--diffusion-weights", type=float, nargs="+", default=[1.0], help="HybridLoss weights a (AR weight 1)"
     )
+    p.add_argument("--token-shift", action="store_true", help="train the tri-mode variants with token shift")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
@@ -195,9 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     pure_ce = ar_ce(pure.model, dm, args.eval_batches)
     rows, tables = [], []
     for block, weight in itertools.product(args.block_sizes, args.diffusion_weights):
-        label = f"tri-mode B={block}, a={weight:g}"
+        label = f"tri-mode B={block}, a={weight:g}{', token shift' if args.token_shift else ''}"
         loss = HybridLoss(diffusion_weight=weight, ar_weight=1.0)
-        module = TriModeModule(init_from=args.init, block_size=block, loss=loss, optimization=opt)
+        module = TriModeModule(
+            init_from=args.init,
+            architecture=Architecture(token_shift=args.token_shift),
+            block_size=block,
+            loss=loss,
+            optimization=opt,
+        )
         train(module, dm, args.steps, label)
         ce = ar_ce(module.model, dm, args.eval_batches)
         rows.append(f"| {label} | {ce:.4f} | {(ce / pure_ce - 1) * 100:+.1f}% |")

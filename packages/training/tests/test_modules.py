@@ -153,3 +153,27 @@ def test_pretrain_then_convert_with_checkpoints_metrics_and_decoders(tmp_path, c
     assert model.config.mask_token_id == 258 and tok.mask_id == 258
     predictions = run.predict(conv, datamodule=dm)
     assert predictions[0]["loss"].shape == predictions[0]["index"].shape
+
+
+@pytest.mark.parametrize(
+    ("make", "seq_len", "message"),
+    [
+        (
+            lambda: ARLanguageModel(architecture=TINY),
+            128,
+            "seq_len 128 is longer than the model's max_seq_len 64",
+        ),
+        (
+            lambda: ConversionModule(architecture=TINY, block_size=8),
+            36,
+            "seq_len 36 is not a multiple of block_size 8",
+        ),
+    ],
+)
+def test_the_data_modules_seq_len_is_checked_before_training(
+    tmp_path, corpus_dir, cache_dir, make, seq_len, message
+):
+    dm = PackedTextDataModule(corpus=str(corpus_dir), seq_len=seq_len, batch_size=2, cache_dir=cache_dir)
+    with pytest.raises(ValueError, match=message):
+        trainer(tmp_path, steps=1).fit(make(), datamodule=dm)
+    assert not (tmp_path / "checkpoints").exists()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dlm.decoding import ARDecoder, BlockCommit, BlockDiffusionDecoder, CausalCommit, reference
+from dlm.decoding.sampling import without_mask
 
 SETTINGS = {
     "fold-causal": dict(clean=CausalCommit()),
@@ -12,6 +13,7 @@ SETTINGS = {
     "commit-block": dict(clean=BlockCommit(), fold=False),
     "sub-blocks": dict(block_size=7, sub_block=2, threshold=0.5),
     "one-per-step": dict(threshold=1.0),
+    "one-per-step-commit": dict(threshold=1.0, fold=False),
     "sampled": dict(temperature=1.0, top_k=8, seed=4),
 }
 
@@ -79,7 +81,7 @@ def test_eos_stops_a_row_where_the_free_run_has_it(model, prompts):
 
 
 def test_fast_dllm_rule():
-    """Commit every masked position at or over the threshold, always the most confident one, and
+    """Commit every masked position over the threshold, the most confident one if none is, and
     with sub-blocks only inside the first sub-block that still has masks."""
     M = 9
     decoder = BlockDiffusionDecoder(block_size=5, threshold=0.6)
@@ -87,17 +89,17 @@ def test_fast_dllm_rule():
     for position, (token, logit) in enumerate([(1, 5.0), (2, 0.5), (3, 3.0), (4, 0.1), (5, 0.0)]):
         logits[position, token] = logit  # prediction for block position `position + 1`
     block = [0, M, M, M, M]
-    decoder.fill(block, logits, M, None)
+    decoder.fill(block, logits, 4, M, None)
     assert block == [0, 1, M, 3, M]  # confidences .95, .17, .72, .12 (9 tokens: [MASK] excluded)
     strict = BlockDiffusionDecoder(block_size=5, threshold=1.0)
     block = [0, M, M, M, M]
-    strict.fill(block, logits, M, None)
+    strict.fill(block, logits, 4, M, None)
     assert block == [0, 1, M, M, M]
     subs = BlockDiffusionDecoder(block_size=5, threshold=0.6, sub_block=2)
     block = [0, M, M, M, M]
-    subs.fill(block, logits, M, None)
+    subs.fill(block, logits, 4, M, None)
     assert block == [0, 1, M, M, M]
-    subs.fill(block, logits, M, None)
+    subs.fill(block, logits, 4, M, None)
     assert block == [0, 1, 2, M, M]  # the first sub-block is finished before the second starts
     assert subs.ready([0, 1, 2, M, M], 2, M) and not subs.ready([0, 1, 2, M, M], 3, M)
 
@@ -112,3 +114,47 @@ def test_trained_model_fills_whole_blocks_and_matches_ar(trained):
         )
         assert tokens == ar
         assert stats.tpf >= (3.3 if fold else 1.8)  # 4 tokens per draft forward (+ a commit forward)
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("fold", [None, False], ids=["fold", "commit"])
+def test_threshold_one_commits_one_token_per_forward(model, prompts, fold, sampled):
+    """Every forward, the fold's next anchor included, commits exactly one emitted token: TPF 1.0,
+    also when the budget ends inside a block (13 = 2 x 5 + 3)."""
+    settings = dict(temperature=1.0, seed=2) if sampled else {}
+    fold = fold if model.config.token_shift else False
+    decoder = BlockDiffusionDecoder(block_size=5, threshold=1.0, fold=fold, **settings)
+    tokens, stats = decoder.generate(model, prompts, 13)
+    assert all(len(row) == 13 for row in tokens)
+    assert stats.tokens == stats.forwards["target"] == 13 * len(prompts)
+
+
+def test_threshold_one_when_softmax_rounds_to_one():
+    """A logit gap of 50 makes float64 softmax exactly 1.0 at every position; threshold 1.0 still
+    fills one of them."""
+    M = 9
+    logits = torch.zeros(4, 10)
+    logits[:, 2] = 50.0
+    assert bool((without_mask(logits, M).softmax(-1).max(-1).values == 1.0).all())
+    block = [0, M, M, M, M]
+    BlockDiffusionDecoder(block_size=5, threshold=1.0).fill(block, logits, 4, M, None)
+    assert block.count(M) == 3
+
+
+def test_fold_anchor_is_a_masked_position():
+    """With fold the block has B masked positions, the next anchor last (predicted by the block's
+    last logit); it waits like any other when it is not confident, and positions past the budget
+    are never filled."""
+    M = 9
+    decoder = BlockDiffusionDecoder(block_size=3, threshold=0.6)
+    logits = torch.zeros(3, 10)
+    logits[0, 1], logits[1, 2], logits[2, 3] = 5.0, 5.0, 0.5  # the anchor's confidence is .18
+    block = [0, M, M, M]
+    decoder.fill(block, logits, 3, M, None)
+    assert block == [0, 1, 2, M] and not decoder.ready(block, 3, M) and decoder.ready(block, 2, M)
+    decoder.fill(block, logits, 3, M, None)
+    assert block == [0, 1, 2, 3]
+    block = [0, M, M, M]
+    logits[2, 3] = 50.0  # the most confident, but past a room of one
+    BlockDiffusionDecoder(block_size=3, threshold=1.0).fill(block, logits, 1, M, None)
+    assert block == [0, 1, M, M]

@@ -1,16 +1,24 @@
 """Block-diffusion decoding with the Fast-dLLM confidence rule and an exact block KV cache.
 
 A block is `[t, MASK x (B-1)]` with t the pending token (anchor convention). Each forward runs the
-block bidirectionally over the cache (Draft mask, not committed) and fills every masked position
-whose confidence (the probability of the token it would take) reaches the threshold, and always
-the most confident one. When the block is full its tokens are emitted; the token after the block,
-the next anchor t', is emitted too and the block's K/V are committed from its final tokens, in the
-model's clean-stream attention (`clean`):
+block bidirectionally over the cache (Draft mask, not committed) and fills, among its masked
+positions, every one whose confidence (the probability of the token it would take) exceeds the
+threshold, or, if none does, exactly the most confident one. Positions that would never be emitted
+(past the budget or a filled EOS) are not candidates. When the block is full its tokens are emitted
+and its K/V are committed from its final tokens, in the model's clean-stream attention (`clean`).
+The next anchor t' comes from:
 
-- fold (default for token-shift models): t' is the cross-block prediction at the last position of
-  the block's final draft forward, so it is known before the commit and the commit rides in the next
-  block's first forward: `[block (commit) ; t', MASK x (B-1) (draft, sees the block)]`.
-- no fold: a separate commit forward over the block, whose last (clean, next-token) logit gives t'.
+- fold (default for token-shift models): the cross-block prediction at the block's last position.
+  t' is one more masked position of the block, filled by the same rule in the same forwards as the
+  others (it is emitted with the block, never for free), so it is known before the commit and the
+  commit rides in the next block's first forward: `[block (commit) ; t', MASK x (B-1) (draft, sees
+  the block)]`.
+- no fold: a separate commit forward over the block, whose last (clean, next-token) logit gives t'
+  (that forward's one prediction, so it commits exactly one token).
+
+The comparison is strict (confidence > threshold): the most likely token's probability is
+exp(0) / sum(exp), at most 1.0 in floating point even where it rounds to 1.0 (a logit gap past
+~37 in float64, ~17 in float32), so threshold 1.0 commits exactly one token per forward.
 
 A row stops at EOS (once every position up to the first EOS is filled) or at the budget.
 """
@@ -59,13 +67,14 @@ class BlockCommit:
 class BlockDiffusionDecoder(CachedDecoder):
     """Args:
     block_size: B, the block length including the anchor (training block size); at least 2.
-    threshold: the Fast-dLLM confidence threshold tau in (0, 1].
+    threshold: the Fast-dLLM confidence threshold tau in (0, 1]: a masked position is filled when its
+        confidence exceeds it (1.0: exactly one token per forward).
     sub_block: fill the block's B-1 masks in consecutive sub-blocks of this size, left to right
         (Fast-dLLM v2); None fills the whole block at once.
     clean: CausalCommit() (tri-mode) or BlockCommit() (conversion): how a finished block's K/V are
         computed.
-    fold: take t' from the cross-block prediction and fold the commit into the next forward; None
-        means "when the model has token shift" (fold needs it).
+    fold: take t' from the cross-block prediction (one more masked position of the block) and fold
+        the commit into the next forward; None means "when the model has token shift" (fold needs it).
     temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder; with temperature > 0 each
         filled token is sampled and its confidence is its sampled probability.
     """
@@ -117,7 +126,8 @@ class BlockDiffusionDecoder(CachedDecoder):
             prompts, target, rows, generator = self.start(
                 model, prompts, max_new_tokens, 2 * B, stats, mask_id
             )
-            blocks = [[t] + [mask_id] * (B - 1) for t in rows.pending]
+            slots = B if fold else B - 1  # masked positions of a block (fold: t' is the last)
+            blocks = [[t] + [mask_id] * slots for t in rows.pending]
             finished = [False] * len(prompts)  # block full, its commit still due
             while rows.active:
                 active, before = rows.active, target.cache.lengths
@@ -126,13 +136,13 @@ class BlockDiffusionDecoder(CachedDecoder):
                 for r in active:
                     c = before[r]
                     if not finished[r]:
-                        offsets[r] = layout.add(r, blocks[r], c, causal=False)
+                        offsets[r] = layout.add(r, blocks[r][:B], c, causal=False)
                         continue
-                    layout.add(r, blocks[r], c, causal=self.clean.causal)
+                    layout.add(r, blocks[r][:B], c, causal=self.clean.causal)
                     offsets[r] = None
                     if fold:
-                        blocks[r] = [rows.pending[r]] + [mask_id] * (B - 1)
-                        offsets[r] = layout.add(r, blocks[r], c + B, causal=False, sees=B)
+                        blocks[r] = [rows.pending[r]] + [mask_id] * slots
+                        offsets[r] = layout.add(r, blocks[r][:B], c + B, causal=False, sees=B)
                 commits = [r for r in active if finished[r]]
                 logits = target.forward(layout, len(active), commit=bool(commits)).cpu()
                 keep = list(before)
@@ -145,25 +155,24 @@ class BlockDiffusionDecoder(CachedDecoder):
                         anchor = int(self.sampler.pick(logits[r, B - 1], mask_id, generator))
                         rows.emit(r, [anchor])
                         rows.pending[r] = anchor
-                        blocks[r] = [anchor] + [mask_id] * (B - 1)
+                        blocks[r] = [anchor] + [mask_id] * slots
                         continue
                     predictions = block_predictions(logits[r, o : o + B], shift)
-                    self.fill(blocks[r], predictions, mask_id, generator)
+                    self.fill(blocks[r], predictions, rows.room(r), mask_id, generator)
                     if self.ready(blocks[r], rows.room(r), mask_id):
                         rows.emit(r, blocks[r][1:])
                         if rows.done[r]:
                             continue
                         if fold:
-                            anchor = int(self.sampler.pick(predictions[B - 1], mask_id, generator))
-                            rows.emit(r, [anchor])
-                            rows.pending[r] = anchor
-                        finished[r] = not rows.done[r]
+                            rows.pending[r] = blocks[r][B]
+                        finished[r] = True
                 target.settle(keep, rows)
         return Decoding(rows.out, stats, {"target": target.cache})
 
-    def fill(self, block: list[int], predictions, mask_id: int, generator) -> None:
-        """One Fast-dLLM step on block (in place): predictions[j - 1] is for block position j."""
-        masked = [j for j in range(1, len(block)) if block[j] == mask_id]
+    def fill(self, block: list[int], predictions, room: int, mask_id: int, generator) -> None:
+        """One Fast-dLLM step on block (in place): predictions[j - 1] is for block position j; only
+        positions that will be emitted (`reach`) are candidates, so no forward is spent on others."""
+        masked = [j for j in range(1, self.reach(block, room) + 1) if block[j] == mask_id]
         if self.sub_block is not None:
             first = (masked[0] - 1) // self.sub_block
             masked = [j for j in masked if (j - 1) // self.sub_block == first]
@@ -175,16 +184,21 @@ class BlockDiffusionDecoder(CachedDecoder):
             p = self.sampler.probs(logits, mask_id)
             tokens = draw(p, generator)
             confidence = p.gather(-1, tokens[:, None])[:, 0]
-        best = int(confidence.argmax())
+        passed = confidence > self.threshold  # strict: threshold 1.0 never passes (see the module doc)
+        if not passed.any():
+            passed[confidence.argmax()] = True
         for i, j in enumerate(masked):
-            if i == best or confidence[i] >= self.threshold:
+            if passed[i]:
                 block[j] = int(tokens[i])
 
-    def ready(self, block: list[int], room: int, mask_id: int) -> bool:
-        """Whether the block can be emitted: every position up to the budget or the first EOS is filled."""
-        for j in range(1, min(len(block), room + 1)):
-            if block[j] == mask_id:
-                return False
+    def reach(self, block: list[int], room: int) -> int:
+        """The last block position that will be emitted: within the budget's room, up to the first EOS."""
+        last = min(len(block) - 1, room)
+        for j in range(1, last + 1):
             if block[j] == self.eos_id:
-                return True
-        return True
+                return j
+        return last
+
+    def ready(self, block: list[int], room: int, mask_id: int) -> bool:
+        """Whether the block can be emitted: every position it will emit (`reach`) is filled."""
+        return all(block[j] != mask_id for j in range(1, self.reach(block, room) + 1))

@@ -173,26 +173,28 @@ def block_diffusion(
     fold = decoder.folds(model)
     structure = B if isinstance(decoder.clean, BlockCommit) else None
     committed, anchor = prompt[:-1], prompt[-1]
+    slots = B if fold else B - 1  # with fold the next anchor is the block's last masked position
     while not res.done:
-        block = [anchor] + [mask_id] * (B - 1)
+        block = [anchor] + [mask_id] * slots
         clean = clean_table(len(committed), len(prompt) - 1, structure)
         while True:
             res.count()
-            preds = predictions(block_logits(model, committed, block, clean), shift)
-            decoder.fill(block, preds, mask_id, g)
-            if decoder.ready(block, budget - len(res.tokens), mask_id):
+            preds = predictions(block_logits(model, committed, block[:B], clean), shift)
+            room = budget - len(res.tokens)
+            decoder.fill(block, preds, room, mask_id, g)
+            if decoder.ready(block, room, mask_id):
                 break
         res.emit(block[1:], budget, decoder.eos_id)
         if res.done:
             break
         if fold:
-            anchor = int(decoder.sampler.pick(preds[B - 1], mask_id, g))
+            anchor = block[B]
         else:
             res.count()
             table = clean_table(len(committed) + B, len(prompt) - 1, structure)
             anchor = int(decoder.sampler.pick(full_logits(model, committed + block, table)[-1], mask_id, g))
-        res.emit([anchor], budget, decoder.eos_id)
-        committed = committed + block
+            res.emit([anchor], budget, decoder.eos_id)
+        committed = committed + block[:B]
     return res
 
 

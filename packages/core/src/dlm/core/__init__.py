@@ -1,8 +1,9 @@
-"""dlm.core: the Llama-family backbone, KV cache, tokenizers, checkpoints and HF I/O."""
+"""dlm.core: the Llama-family backbone, KV cache, tokenizers, checkpoints, HF and GGUF I/O."""
 
 from dlm.core.cache import KVCache
 from dlm.core.checkpoint import load_checkpoint, load_model, save_checkpoint
 from dlm.core.config import ModelConfig
+from dlm.core.gguf import from_gguf
 from dlm.core.hf import from_hf, to_hf
 from dlm.core.model import Transformer
 from dlm.core.protocols import Decoder, DecodeStats, Tokenizer
@@ -19,6 +20,7 @@ __all__ = [
     "Tokenizer",
     "Transformer",
     "__version__",
+    "from_gguf",
     "from_hf",
     "load_checkpoint",
     "load_model",

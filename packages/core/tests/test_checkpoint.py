@@ -1,9 +1,11 @@
+import json
+
 import pytest
 import torch
 
 from dlm.attention import Causal
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, load_checkpoint, load_model, save_checkpoint
-from dlm.core.checkpoint import checkpoint_record
+from dlm.core.checkpoint import TrainingRecord, checkpoint_record, training_of
 
 
 def tiny(tie=True) -> Transformer:
@@ -67,12 +69,65 @@ def test_bad_checkpoints_are_named(tmp_path):
 def test_shape_mismatch_names_the_tensor(tmp_path):
     model = tiny()
     save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt")
-    import json
-
     record = json.loads((tmp_path / "ckpt" / "dlm.json").read_text())
     record["model"]["dim"] = 64
     (tmp_path / "ckpt" / "dlm.json").write_text(json.dumps(record))
     with pytest.raises(
         ValueError, match="weight 'embed.weight' has shape \\(260, 32\\), the config needs \\(260, 64\\)"
     ):
+        load_model(tmp_path / "ckpt")
+
+
+class Payload:
+    """Pickles as a call of os.system: what a hostile checkpoint would run while loading."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_with_a_pickled_payload_is_refused_before_it_runs(tmp_path):
+    model, marker = tiny(), tmp_path / "payload-ran"
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    record = checkpoint_record(model, ByteTokenizer())
+    torch.save({"state_dict": state, "dlm": record, "hyper_parameters": Payload(marker)}, tmp_path / "x.ckpt")
+    with pytest.raises(
+        ValueError, match=r"x.ckpt: refused to load: it holds a pickled posix.system, "
+    ) as err:
+        load_model(tmp_path / "x.ckpt")
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_the_training_record_round_trips_through_both_formats(tmp_path):
+    model, trained = tiny(), TrainingRecord("DrafterModule", block_size=8, k=7, token_shift=True)
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt", trained)
+    assert json.loads((tmp_path / "ckpt/dlm.json").read_text())["training"] == {
+        "module": "DrafterModule",
+        "block_size": 8,
+        "k": 7,
+        "token_shift": True,
+    }
+    assert training_of(load_model(tmp_path / "ckpt")[0]) == trained
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save(
+        {"state_dict": state, "dlm": checkpoint_record(model, ByteTokenizer(), trained)}, tmp_path / "x.ckpt"
+    )
+    assert training_of(load_model(tmp_path / "x.ckpt")[0]) == trained
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "plain")
+    assert training_of(load_model(tmp_path / "plain")[0]) is None
+
+
+def test_training_records_of_newer_writers_read_and_bad_ones_are_named(tmp_path):
+    newer = {"module": "TriModeModule", "block_size": 4, "future_field": [1, 2]}
+    assert TrainingRecord.from_dict(newer) == TrainingRecord("TriModeModule", block_size=4)
+    save_checkpoint(tiny(), ByteTokenizer(), tmp_path / "ckpt")
+    record = json.loads((tmp_path / "ckpt/dlm.json").read_text())
+    record["training"] = {"module": "DrafterModule", "block_size": "8"}
+    (tmp_path / "ckpt/dlm.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="the 'training' record's block_size must be int, got '8'"):
         load_model(tmp_path / "ckpt")

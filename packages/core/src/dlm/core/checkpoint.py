@@ -1,17 +1,22 @@
 """Our checkpoint format and one loader for everything a researcher points at.
 
-A dlm checkpoint is a directory: dlm.json (model config + tokenizer spec), model.safetensors, and
-for HF tokenizers tokenizer.json beside it. It is written to a temporary sibling and renamed into
+A dlm checkpoint is a directory: dlm.json (model config + tokenizer spec, and how the model was
+trained when dlm.training wrote it), model.safetensors, and for HF tokenizers tokenizer.json beside it. It is written to a temporary sibling and renamed into
 place, so a crash never leaves a half-written checkpoint.
 
 `load_model(path)` accepts a dlm directory, an HF directory (config.json with model_type) or a
 Lightning .ckpt written by dlm.training, whose "dlm" entry holds the same record as dlm.json and
-whose trained model's weights sit under the "model." prefix of the state dict.
+whose trained model's weights sit under the "model." prefix of the state dict. A .ckpt is read with
+torch.load(weights_only=True): tensors, containers and plain values, all dlm writes; a file holding
+anything else (a pickled callable that would run while loading) is refused before it runs.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import re
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +30,78 @@ from dlm.core.tokenizers import tokenizer_from_spec
 
 RECORD = "dlm.json"
 WEIGHTS = "model.safetensors"
+# The attribute of a loaded model that holds its TrainingRecord (see training_of).
+TRAINING_ATTR = "dlm_training"
 
 
-def checkpoint_record(model: Transformer, tokenizer) -> dict[str, Any]:
-    return {"format": "dlm", "version": 1, "model": model.config.to_dict(), "tokenizer": tokenizer.to_spec()}
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a checkpoint's model was trained, so that a decoder can refuse (or adapt to) a layout the
+    model never learned. dlm.training writes it as the record's "training" entry; models from
+    elsewhere (HF, untrained) have none. A new field needs a default, so older records still read."""
+
+    module: str
+    """The LightningModule class that trained the model, e.g. "DrafterModule"."""
+    block_size: int | None = None
+    """The diffusion block size B; None for an AR module."""
+    k: int | None = None
+    """Draft positions scored per block (DrafterModule); None elsewhere."""
+    token_shift: bool = False
+    """Whether logit i was trained to predict token i + 1."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the checkpoint") -> TrainingRecord:
+        """The record from its JSON form; unknown keys (a newer writer's) are ignored."""
+        if not isinstance(data, dict) or not isinstance(data.get("module"), str):
+            raise ValueError(
+                f"{source}: the 'training' record must be an object with a 'module' name, got {data!r}"
+            )
+        kinds = {"block_size": int, "k": int, "token_shift": bool}
+        for name, kind in kinds.items():
+            value = data.get(name)
+            if value is not None and (
+                not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+            ):
+                raise ValueError(
+                    f"{source}: the 'training' record's {name} must be {kind.__name__}, got {value!r}"
+                )
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def save_checkpoint(model: Transformer, tokenizer, directory: str | Path) -> Path:
-    """Write model + tokenizer to `directory` atomically (replacing an existing checkpoint there)."""
+def training_of(model: Any) -> TrainingRecord | None:
+    """The TrainingRecord a loaded (or training) model carries, None when it has none."""
+    return getattr(model, TRAINING_ATTR, None)
+
+
+def set_training(model: Any, record: TrainingRecord | None) -> None:
+    setattr(model, TRAINING_ATTR, record)
+
+
+def checkpoint_record(
+    model: Transformer, tokenizer, training: TrainingRecord | None = None
+) -> dict[str, Any]:
+    record = {
+        "format": "dlm",
+        "version": 1,
+        "model": model.config.to_dict(),
+        "tokenizer": tokenizer.to_spec(),
+    }
+    if training is not None:
+        record["training"] = training.to_dict()
+    return record
+
+
+def save_checkpoint(
+    model: Transformer, tokenizer, directory: str | Path, training: TrainingRecord | None = None
+) -> Path:
+    """Write model + tokenizer (+ how it was trained) to `directory` atomically, replacing an
+    existing checkpoint there. Pass training=training_of(model) to keep a loaded model's record."""
     with staged_directory(directory) as tmp:
-        record = checkpoint_record(model, tokenizer)
+        record = checkpoint_record(model, tokenizer, training)
         record["tokenizer"].pop("json", None)
         (tmp / RECORD).write_text(json.dumps(record, indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -50,8 +117,11 @@ def model_from_record(
     record: dict[str, Any], state: dict[str, torch.Tensor], source: str
 ) -> tuple[Transformer, Any]:
     config = ModelConfig.from_dict(record["model"])
+    training = record.get("training")
+    training = TrainingRecord.from_dict(training, source) if training is not None else None
     model = Transformer.empty(config, dtype=next(iter(state.values())).dtype)
     load_weights(model, state, source)
+    set_training(model, training)
     return model, tokenizer_from_spec(record["tokenizer"])
 
 
@@ -100,13 +170,27 @@ def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{file}: not a readable safetensors file ({err})") from None
 
 
+def read_torch_file(file: str | Path, map_location: Any = "cpu") -> Any:
+    """torch.load(file, weights_only=True), with a one-line ValueError for a file it refuses (naming
+    what the file holds) or cannot read. Every torch.save file dlm reads goes through here."""
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else "pickled objects"
+        raise ValueError(
+            f"{file}: refused to load: it holds {what}, not only the tensors and plain values dlm "
+            "writes (dlm loads with torch.load(weights_only=True), which runs no code from a file)"
+        ) from None
+    except Exception as err:  # torch.load raises several types for damaged files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{file}: not a readable checkpoint ({reason})") from None
+
+
 def load_lightning(file: str | Path) -> tuple[Transformer, Any]:
     file = Path(file)
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"{file}: not a readable checkpoint ({err})") from None
-    if "dlm" not in ckpt:
+    ckpt = read_torch_file(file)
+    if not isinstance(ckpt, dict) or "dlm" not in ckpt:
         raise ValueError(
             f"{file}: a Lightning checkpoint without a 'dlm' record (not written by dlm.training)"
         )

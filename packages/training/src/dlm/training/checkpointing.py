@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from dlm.core.checkpoint import read_torch_file
 from dlm.core.config import ModelConfig
 
 
@@ -26,8 +27,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to `.<name>.<random>.tmp` in the target's directory, fsync, then os.replace.
 
     Temporary files of an earlier writer that was killed are removed at the next save into the
-    same directory (one process at a time writes a run's checkpoint directory). Loading turns an unreadable file into a
-    one-line ValueError naming it.
+    same directory (one process at a time writes a run's checkpoint directory). Loading reads with
+    torch.load(weights_only=True) and turns a refused or unreadable file into a one-line ValueError naming it.
     """
 
     def save_checkpoint(
@@ -55,13 +56,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: Any, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        if "://" not in str(path) and not Path(path).is_file():
+        # Always weights_only=True (whatever the caller asks): a resumed file runs no code.
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except Exception as err:  # torch.load raises several types for damaged files
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"{path}: not a readable checkpoint ({reason})") from None
+        return read_torch_file(path, map_location)
 
 
 def check_checkpoint_file(path: str | None) -> None:

@@ -175,16 +175,23 @@ def read_torch_file(file: str | Path, map_location: Any = "cpu") -> Any:
     what the file holds) or cannot read. Every torch.save file dlm reads goes through here."""
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f"a pickled {found.group(1)}" if found else "pickled objects"
-        raise ValueError(
-            f"{file}: refused to load: it holds {what}, not only the tensors and plain values dlm "
-            "writes (dlm loads with torch.load(weights_only=True), which runs no code from a file)"
-        ) from None
     except Exception as err:  # torch.load raises several types for damaged files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{file}: not a readable checkpoint ({reason})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and found:
+            raise ValueError(
+                f"{file}: refused to load: it holds a pickled {found.group(1)}, not only the tensors and "
+                "plain values dlm writes (dlm loads with torch.load(weights_only=True), which runs no "
+                "code from a file)"
+            ) from None
+        raise ValueError(f"{file}: not a readable checkpoint ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of a torch.load error (torch wraps unpickling errors in advice)."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(advice)]
+    return lines[0] if lines else type(err).__name__
 
 
 def load_lightning(file: str | Path) -> tuple[Transformer, Any]:

@@ -6,6 +6,7 @@ code is a string is printed to stderr as the last line with exit status 1, an in
 the configuration does not parse) follows the line `main` printed to stderr."""
 
 import json
+import os
 
 import lightning
 import pytest
@@ -48,9 +49,30 @@ def inputs(tmp_path, tiny_inputs):
         },
         root / "wide.ckpt",
     )
+    # A Lightning checkpoint of the right model whose pickle calls os.system while it loads.
+    plain = Transformer(tiny)
+    torch.save(
+        {
+            "pytorch-lightning_version": lightning.__version__,
+            "state_dict": {f"model.{k}": v for k, v in plain.state_dict().items()},
+            "dlm": checkpoint_record(plain, ByteTokenizer()),
+            "hyper_parameters": Payload(root / "payload-ran"),
+        },
+        root / "payload.ckpt",
+    )
     (root / "garbage.ckpt").write_bytes(b"this is not a checkpoint")
     (root / "a-file").write_text("")
     return {"root": root, "ar": tiny_inputs["ar"]}
+
+
+class Payload:
+    """Pickles as os.system("touch <marker>"): what a hostile checkpoint runs while it loads."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 def _weight_names(directory):
@@ -92,6 +114,10 @@ CASES = [
      "ValueError: trainer.num_nodes=2 but no launcher started this process as one of 2 nodes"),
     ("corrupt checkpoint to resume from", lambda i: ["--ckpt_path", f"{i['root']}/garbage.ckpt"], 1,
      "ValueError: {root}/garbage.ckpt: not a readable checkpoint (File is not a zip file)"),
+    ("resume from a checkpoint with a pickled payload", lambda i: ["--ckpt_path", f"{i['root']}/payload.ckpt"], 1,
+     "ValueError: {root}/payload.ckpt: refused to load: it holds a pickled posix.system, not only the tensors"),
+    ("init_from a checkpoint with a pickled payload", lambda i: ["--model.init_args.init_from", f"{i['root']}/payload.ckpt"], 1,
+     "ValueError: {root}/payload.ckpt: refused to load: it holds a pickled posix.system, not only the tensors"),
     ("missing checkpoint to resume from", lambda i: ["--ckpt_path", f"{i['root']}/nowhere.ckpt"], 1,
      "FileNotFoundError: checkpoint {root}/nowhere.ckpt does not exist"),
     ("batch size 0", lambda i: ["--data.init_args.batch_size", "0"], 1,
@@ -142,6 +168,7 @@ def test_bad_input_is_one_line_and_leaves_no_checkpoint(
     last = lines[-1]
     assert last.startswith("dlm: error: ") and "Traceback" not in "\n".join(lines), lines[-5:]
     assert expected.format(root=inputs["root"], ar=inputs["ar"]) in last, last
+    assert not (inputs["root"] / "payload-ran").exists(), "no code runs from a loaded file"
     written = [p for p in work.rglob("*") if p.is_file()]
     assert not [p for p in written if p.suffix == ".tmp" or p.name in ("dlm.json", "model.safetensors")]
     for ckpt in (p for p in written if p.suffix == ".ckpt"):  # only the NaN case trains a step

@@ -170,11 +170,12 @@ def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{file}: not a readable safetensors file ({err})") from None
 
 
-def read_torch_file(file: str | Path, map_location: Any = "cpu") -> Any:
+def read_torch_file(file: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
     """torch.load(file, weights_only=True), with a one-line ValueError for a file it refuses (naming
-    what the file holds) or cannot read. Every torch.save file dlm reads goes through here."""
+    what the file holds) or cannot read. Every torch.save file dlm reads goes through here; with
+    mmap the tensors stay on disk, so checking a file of any size is quick."""
     try:
-        return torch.load(file, map_location=map_location, weights_only=True)
+        return torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch.load raises several types for damaged files
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         if isinstance(err, pickle.UnpicklingError) and found:

@@ -65,9 +65,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def check_checkpoint_file(path: str | None) -> None:
-    """Refuse a --ckpt_path that is missing or not a torch.save archive, before anything reads it.
-    Reads only the zip directory at the file's end, so it is quick for any size; a checkpoint cut
-    short by a crash has none. Lightning's names (last, best, hpc) and URLs pass unchecked."""
+    """Refuse a --ckpt_path that is missing, not a torch.save archive or holds more than tensors and
+    plain values, before anything reads it. Reads the zip directory at the file's end (a checkpoint
+    cut short by a crash has none) and the pickle with weights_only, tensors memory-mapped, so it
+    is quick for any size. Lightning's names (last, best, hpc) and URLs pass unchecked."""
     if path is None or path in ("last", "best", "hpc", "registry") or "://" in str(path):
         return
     if not Path(path).is_file():
@@ -77,6 +78,7 @@ def check_checkpoint_file(path: str | None) -> None:
             archive.namelist()
     except (zipfile.BadZipFile, OSError) as err:
         raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+    read_torch_file(path, mmap=True)  # refuse a pickled payload before LightningCLI unpickles the file
 
 
 def sync_directory(directory: Path) -> None:

@@ -65,10 +65,14 @@ def _need(drafter):
     return drafter
 
 
-def add_decoder_options(p: argparse.ArgumentParser, default: Sequence[str], max_new_tokens: int) -> None:
+def add_decoder_options(
+    p: argparse.ArgumentParser, default: Sequence[str], max_new_tokens: int, checkpoint_required: bool = True
+) -> None:
     """The options that choose and configure decoders and load the model (shared by both CLIs)."""
     p.add_argument(
-        "--checkpoint", required=True, help="a dlm checkpoint dir, an HF dir or a dlm Lightning .ckpt"
+        "--checkpoint",
+        required=checkpoint_required,
+        help="a dlm checkpoint dir, an HF dir or a dlm Lightning .ckpt",
     )
     p.add_argument(
         "--decoder", nargs="+", default=list(default), choices=list(DECODERS), help="decoders to run"

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-PACKAGES := -e packages/attention -e "packages/core[gguf]" -e "packages/decoding[plot]" -e packages/training
+PACKAGES := -e packages/attention -e "packages/core[gguf]" -e "packages/decoding[plot,eval]" -e packages/training
 
 .PHONY: setup demo test lint smollm2
 

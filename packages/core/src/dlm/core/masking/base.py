@@ -9,8 +9,9 @@ loss weight. The base class owns everything else:
 - **The anchor rule (our formulation).** The first position of every block is never corrupted; the
   strategy acts on the other B-1 positions. A training block of size B then shows the model the
   context of a draft block `[t, MASK x K]` with K = B-1, where t is the last committed token.
-- **Weights** are returned per position: the block's weight (1/t, 1/m or 1) at corrupted positions,
-  0 elsewhere.
+- **Weights** are returned per position: at corrupted positions the inverse of the probability
+  that the strategy masks that position at the block's noise level (1/t for `Uniform`, 1/pi_i(m)
+  for `PositionDependent`; see `position_dependent.py` for why) or 1, and 0 elsewhere.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class Corruption:
         self, generator: torch.Generator, n_blocks: int, block_size: int, index: int, epoch: int, seed: int
     ) -> tuple[Tensor, Tensor]:
         """(masked (n_blocks, block_size - 1) bool over each block's non-anchor positions,
-        weight (n_blocks,) float) for one sample; draw only from `generator` (or from generators
-        seeded by the arguments, e.g. antithetic pairs)."""
+        weight: (n_blocks,) float, one per block, or (n_blocks, block_size - 1), one per position)
+        for one sample; draw only from `generator` (or from generators seeded by the arguments,
+        e.g. antithetic pairs)."""
         raise NotImplementedError
 
     def __call__(
@@ -80,7 +82,8 @@ class Corruption:
             masked, weight = self.draw(generator, n_blocks, block_size, index, epoch, seed)
             anchor = torch.zeros(n_blocks, 1, dtype=torch.bool)
             masks.append(torch.cat([anchor, masked], dim=1).reshape(-1))
-            weights.append(weight.float().repeat_interleave(block_size))
+            weight = weight.float().reshape(n_blocks, -1).expand(n_blocks, block_size - 1)
+            weights.append(torch.cat([torch.zeros(n_blocks, 1), weight], dim=1).reshape(-1))
         mask = torch.stack(masks).to(tokens.device)
         weight = torch.stack(weights).to(tokens.device) * mask
         return Corrupted(tokens.masked_fill(mask, mask_id), mask, weight)
@@ -109,7 +112,7 @@ def check_eps(eps: float) -> None:
 
 
 def gumbel(generator: torch.Generator, shape: tuple[int, ...]) -> Tensor:
-    u = torch.rand(shape, generator=generator).clamp_(min=1e-20, max=1 - 1e-7)
+    u = torch.rand(shape, generator=generator, dtype=torch.float32).clamp_(min=1e-20, max=1 - 1e-7)
     return -torch.log(-torch.log(u))
 
 

@@ -21,5 +21,5 @@ class FixedRatio(Corruption):
         self, generator: torch.Generator, n_blocks: int, block_size: int, index: int, epoch: int, seed: int
     ) -> tuple[Tensor, Tensor]:
         k = max(1, round(self.ratio * (block_size - 1)))
-        scores = torch.rand(n_blocks, block_size - 1, generator=generator)
+        scores = torch.rand(n_blocks, block_size - 1, generator=generator, dtype=torch.float32)
         return top_k_rows(scores, torch.full((n_blocks,), k)), torch.ones(n_blocks)

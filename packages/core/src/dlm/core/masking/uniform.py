@@ -28,10 +28,15 @@ class Uniform(Corruption):
     ) -> tuple[Tensor, Tensor]:
         n_rates = 1 if self.per_sequence else n_blocks
         if self.antithetic:
-            u = torch.rand(n_rates, generator=sample_generator(seed, index // 2, epoch, _PAIR_STREAM))
+            u = torch.rand(
+                n_rates,
+                generator=sample_generator(seed, index // 2, epoch, _PAIR_STREAM),
+                dtype=torch.float32,
+            )
             u = 1.0 - u if index % 2 else u
         else:
-            u = torch.rand(n_rates, generator=generator)
+            u = torch.rand(n_rates, generator=generator, dtype=torch.float32)
         t = (self.eps + (1.0 - self.eps) * u).expand(n_blocks)
-        masked = torch.rand(n_blocks, block_size - 1, generator=generator) < t.unsqueeze(1)
-        return masked, 1.0 / t
+        # float32 draws whatever torch's default dtype (bf16-true sets it to bf16 around each step).
+        noise = torch.rand(n_blocks, block_size - 1, generator=generator, dtype=torch.float32)
+        return noise < t.unsqueeze(1), 1.0 / t

@@ -68,10 +68,15 @@ def gguf_to_hf(path: str | Path, directory: str | Path, keep_gguf: bool = False)
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path)
+    path = Path(path).absolute()
     gguf_architecture(path)
-    source = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
-    loaded = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
+    with tempfile.TemporaryDirectory(prefix="dlm-gguf-") as alone:
+        # transformers also reads the config and tokenizer files beside a GGUF file (and then
+        # loses the GGUF's special tokens), so it sees the file alone in a directory.
+        (Path(alone) / path.name).symlink_to(path)
+        source = {"pretrained_model_name_or_path": alone, "gguf_file": path.name}
+        loaded = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(**source)
     settings = loaded.config.to_dict()
     settings.pop("quantization_config", None)
     config = AutoConfig.for_model(**settings)
@@ -79,7 +84,6 @@ def gguf_to_hf(path: str | Path, directory: str | Path, keep_gguf: bool = False)
         plain = type(loaded)(config)
     plain.load_state_dict(loaded.state_dict(), assign=True)
     plain.tie_weights()
-    tokenizer = AutoTokenizer.from_pretrained(**source)
     directory = Path(directory)
     with staged_directory(directory) as tmp:
         plain.save_pretrained(tmp)

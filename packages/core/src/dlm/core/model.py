@@ -25,10 +25,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        # Normalise in float32 whatever the activation dtype, as the HF reference does.
+        # Normalise in float32 whatever the activation dtype, as the HF reference does, and return
+        # the input's dtype: an fp32 weight under bf16 autocast must not promote bf16 q/k (q/k norm).
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return self.weight.to(x.dtype) * x32.to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -172,15 +173,19 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        """An empty cache for this model's layers, dtype and device."""
+        """An empty cache for this model's layers and device, in the dtype its K/V projections give:
+        the weights' dtype, or the autocast dtype when autocast is on (bf16-mixed decoding)."""
         ref = self.embed.weight
+        dtype = ref.dtype
+        if torch.is_autocast_enabled(ref.device.type):
+            dtype = torch.get_autocast_dtype(ref.device.type)
         return KVCache(
             self.config.n_layers,
             batch,
             self.config.kv_heads,
             self.config.head_size,
             max_len or self.config.max_seq_len,
-            dtype=ref.dtype,
+            dtype=dtype,
             device=ref.device,
         )
 

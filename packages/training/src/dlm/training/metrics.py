@@ -24,6 +24,15 @@ class MaskedTokenMetrics(Metric):
         for name in ("ce", "correct", "count"):
             self.add_state(name, default=torch.zeros(buckets, dtype=torch.float64), dist_reduce_fx="sum")
 
+    def _apply(self, fn, exclude_state=""):
+        # Module.to(dtype) also casts metric states (bf16-true converts the whole LightningModule);
+        # sums over many predictions stay float64 (bf16 stops counting at 256).
+        this = super()._apply(fn, exclude_state)
+        for name in ("ce", "correct", "count"):
+            setattr(this, name, getattr(this, name).double())
+            this._defaults[name] = this._defaults[name].double()
+        return this
+
     def update(self, ce: Tensor, correct: Tensor, ratio: Tensor) -> None:
         """Per prediction: its CE, whether the argmax was right, and its block's mask ratio."""
         bucket = (ratio * self.buckets).ceil().long().clamp(1, self.buckets) - 1

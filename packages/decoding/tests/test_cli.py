@@ -103,6 +103,13 @@ def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
         (["--prompts", "BAD", "--k", "0"], "k must be a positive integer, got 0"),
         (["--prompts", "BAD", "--temperature", "-1"], "temperature must be >= 0"),
         (["--prompts", "JSONL"], "p.jsonl:1: expected a JSON object with a 'text' field"),
+        (["--prompts", "NUMBERS"], "n.jsonl:2: 'text' must be a non-empty string, got 5"),
+        (["--prompts", "LATIN1"], "latin1.txt: not UTF-8 text (invalid continuation byte at byte 3)"),
+        (["--prompts", "BAD", "--threads", "0"], "--threads must be a positive integer, got 0"),
+        (
+            ["--prompts", "BAD", "--device", "nonsense"],
+            "--device 'nonsense' cannot be used here (Expected one of",
+        ),
         (["--prompts", "BAD", "--plot", "x.png", "--decoder", "ar"], "nothing to plot"),
     ],
 )
@@ -110,7 +117,11 @@ def test_errors_are_one_line(checkpoint, tmp_path, capsys, extra, message):
     good = tmp_path / "ok.txt"
     good.write_text("hi\n")
     (tmp_path / "p.jsonl").write_text("not json\n")
-    extra = [str(good) if e == "BAD" else str(tmp_path / "p.jsonl") if e == "JSONL" else e for e in extra]
+    (tmp_path / "n.jsonl").write_text('{"text": "ok"}\n{"text": 5}\n')
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
+    files = {"BAD": good, "JSONL": tmp_path / "p.jsonl", "NUMBERS": tmp_path / "n.jsonl"}
+    files["LATIN1"] = tmp_path / "latin1.txt"
+    extra = [str(files[e]) if e in files else e for e in extra]
     assert main(["--checkpoint", str(checkpoint), "--max-new-tokens", "2", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dlm-decode: error: ") and message in err and err.count("\n") == 1
@@ -119,3 +130,31 @@ def test_errors_are_one_line(checkpoint, tmp_path, capsys, extra, message):
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "nope"), "--prompts", "x"]) == 2
     assert "dlm-decode: error: " in capsys.readouterr().err
+
+
+class Payload:
+    """Pickles as os.system("touch <marker>"): what a hostile checkpoint runs while it loads."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_with_a_pickled_payload_is_refused_before_it_runs(make_model, tmp_path, capsys):
+    from dlm.core.checkpoint import checkpoint_record
+
+    tok, marker = ByteTokenizer(), tmp_path / "payload-ran"
+    model = make_model(vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, dtype=torch.float32)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ckpt = {"state_dict": state, "dlm": checkpoint_record(model, tok), "hyper_parameters": Payload(marker)}
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    assert main(["--checkpoint", str(tmp_path / "x.ckpt"), "--corpus", "shakespeare"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"dlm-decode: error: {tmp_path}/x.ckpt: refused to load: it holds a pickled posix.system"
+    )
+    assert err.count("\n") == 1 and not marker.exists()

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dlm.core.corpora import EMBEDDED, embedded_documents
 from dlm.decoding.batching import Run, add_decoder_options, build, decode_all, load_models
 
@@ -37,14 +39,20 @@ def read_prompts(path: str, tokenizer) -> list[list[int]]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"prompts file not found: {file}")
-    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     if file.suffix == ".jsonl":
         texts = []
         for n, line in enumerate(lines, 1):
             try:
-                texts.append(json.loads(line)["text"])
+                text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise ValueError(f"{file}:{n}: expected a JSON object with a 'text' field") from None
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"{file}:{n}: 'text' must be a non-empty string, got {text!r}")
+            texts.append(text)
     else:
         texts = lines
     if not texts:
@@ -81,12 +89,24 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[list[int]]]:
     """(model, tokenizer, drafter or None, prompts) as the arguments say."""
+    check_machine(args)
     model, tokenizer, drafter = load_models(args)
     if args.prompts:
         prompts = read_prompts(args.prompts, tokenizer)
     else:
         prompts = corpus_prompts(args.corpus, args.split, args.num_prompts, args.prompt_tokens, tokenizer)
     return model, tokenizer, drafter, prompts
+
+
+def check_machine(args: argparse.Namespace) -> None:
+    """Refuse --threads below 1 and a --device torch cannot name or allocate on, before loading."""
+    if args.threads is not None and args.threads <= 0:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+    try:
+        torch.empty(0, device=torch.device(args.device))
+    except (RuntimeError, AssertionError) as err:  # torch raises both for an unusable device
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--device {args.device!r} cannot be used here ({reason})") from None
 
 
 def run(args: argparse.Namespace) -> tuple[list[Run], list[dict[str, Any]]]:

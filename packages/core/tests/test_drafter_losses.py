@@ -7,6 +7,7 @@ import torch
 
 from dlm.core.losses import (
     ChainLoss,
+    DPaceCE,
     DrafterLossMix,
     FirstErrorFocal,
     ForwardKL,
@@ -15,6 +16,7 @@ from dlm.core.losses import (
     TotalVariation,
     UniformCE,
 )
+from dlm.core.losses.drafter.base import token_ce
 
 # Two draft blocks of K = 3 positions over a vocabulary of 3.
 ROWS = [
@@ -58,6 +60,60 @@ def test_positional_weights_decay_exponentially_with_gamma():
     assert PositionalCE(gamma)(LOGITS, Y).item() == pytest.approx(sum(per_block) / 2, rel=1e-6)
     # gamma -> infinity is the uniform baseline
     assert PositionalCE(1e9)(LOGITS, Y).item() == pytest.approx(UniformCE()(LOGITS, Y).item(), rel=1e-6)
+
+
+def test_dpace_weights_by_hand():
+    # p = (0.8, 0.6, 0.4), alpha = 0.5: s = (0.9, 0.8, 0.7), P = (0.9, 0.72, 0.504)
+    p = torch.tensor([[0.8, 0.6, 0.4]], dtype=torch.float64)
+    expected = {
+        "suffix": [0.9 + 0.72 + 0.504, 0.72 + 0.504, 0.504],
+        "prefix": [0.9, 0.72, 0.504],
+        "continuation": [(0.9 + 0.72 + 0.504) / 0.9, (0.72 + 0.504) / 0.72, 1.0],
+    }
+    for weight, w in expected.items():
+        got = DPaceCE(0.5, weight).weights(p)
+        torch.testing.assert_close(got, torch.tensor([w], dtype=torch.float64))
+    # alpha = 1: every s_k = 1, so W_k = K - k + 1 whatever the drafter predicts
+    torch.testing.assert_close(DPaceCE(1.0).weights(p), torch.tensor([[3.0, 2.0, 1.0]], dtype=torch.float64))
+
+
+def test_dpace_loss_is_the_suffix_weighted_ce_summed_per_block():
+    alpha = 0.3
+    per_block = []
+    for n in range(2):
+        s = [(1 - alpha) * prob(n, k) + alpha for k in range(3)]
+        prefix = [s[0], s[0] * s[1], s[0] * s[1] * s[2]]
+        per_block.append(sum(sum(prefix[k:]) * ce(n, k) for k in range(3)))
+    assert DPaceCE(alpha)(LOGITS, Y).item() == pytest.approx(sum(per_block) / 2, rel=1e-6)
+
+
+def test_dpace_weights_are_detached_and_alpha_zero_follows_the_chain_gradient():
+    """W_k = sum_(j>=k) P_j = d E[tau] / d log p_k, so with alpha = 0 and no gradient through W,
+    grad (sum_k W_k CE_k) = -grad E[tau] = K grad ChainLoss."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 6, (3, 4), generator=g)
+    (dpace,) = torch.autograd.grad(DPaceCE(0.0)(logits, targets), logits)
+    (chain,) = torch.autograd.grad(ChainLoss()(logits, targets), logits)
+    torch.testing.assert_close(dpace, 4 * chain)
+    # with weights treated as constants the gradient is that of sum_k W_k CE_k at fixed W
+    w = DPaceCE(0.5).weights(torch.exp(-token_ce(logits, targets)))
+    (fixed,) = torch.autograd.grad((w.detach() * token_ce(logits, targets)).sum(-1).mean(), logits)
+    (got,) = torch.autograd.grad(DPaceCE(0.5)(logits, targets), logits)
+    torch.testing.assert_close(got, fixed)
+
+
+def test_dpace_is_usable_as_a_yaml_class_path():
+    jsonargparse = pytest.importorskip("jsonargparse")  # the training CLI's parser
+    parser = jsonargparse.ArgumentParser()
+    parser.add_argument("--loss", type=DrafterLossMix)
+    config = parser.parse_string(
+        "loss:\n  class_path: dlm.core.losses.DrafterLossMix\n  init_args:\n    terms:\n"
+        "      - class_path: dlm.core.losses.DPaceCE\n        init_args: {alpha: 0.25, weight: prefix}\n"
+    )
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in 4.49
+    (term,) = instantiate(config).loss.terms
+    assert isinstance(term, DPaceCE) and (term.alpha, term.weight) == (0.25, "prefix")
 
 
 def test_first_error_focal_scores_only_the_first_wrong_position():
@@ -156,6 +212,11 @@ def test_bfloat16_logits_are_scored_in_float32():
         (lambda: PositionalCE(0.0), "gamma must be a positive number, got 0.0"),
         (lambda: PositionalCE(-1), "gamma must be a positive number, got -1"),
         (lambda: FirstErrorFocal(-0.5), "focus must be a non-negative number"),
+        (lambda: DPaceCE(1.5), "alpha must be a number in"),
+        (
+            lambda: DPaceCE(0.5, "suffix_sum"),
+            "weight must be 'suffix', 'prefix' or 'continuation', got 'suffix_sum'",
+        ),
         (lambda: DrafterLossMix([]), "at least one loss term"),
         (lambda: DrafterLossMix([UniformCE()], [1.0, 2.0]), "1 terms but 2 weights"),
         (lambda: DrafterLossMix([UniformCE()], [-1.0]), "weight must be a non-negative number"),

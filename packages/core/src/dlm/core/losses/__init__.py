@@ -3,6 +3,7 @@
 from dlm.core.losses.autoregressive import AutoregressiveLoss
 from dlm.core.losses.drafter import (
     ChainLoss,
+    DPaceCE,
     DrafterLoss,
     DrafterLossMix,
     FirstErrorFocal,
@@ -18,6 +19,7 @@ from dlm.core.losses.masked_diffusion import MaskedDiffusionLoss, Targets, targe
 __all__ = [
     "AutoregressiveLoss",
     "ChainLoss",
+    "DPaceCE",
     "DrafterLoss",
     "DrafterLossMix",
     "FirstErrorFocal",

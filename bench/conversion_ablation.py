@@ -4,18 +4,23 @@ Every variant starts from the same tiny pretrained AR checkpoint and trains for 
 steps with apps/conversion/configs/tiny.yaml (only the pattern and corruption change), then is
 tested. The held-out masked-token CE is measured for every variant in the block-causal context
 (clean prefix + noisy block: what left-to-right block decoding gives the model), so the numbers
-are comparable. Prints one markdown table.
+are comparable. Prints one markdown table: with several --seeds, each cell is the mean ± the
+sample standard deviation over the seeds (a seed sets seed_everything, hence the data order, and
+the corruption's seed); --json keeps every seed's figures, rewritten after each run.
 
     python bench/conversion_ablation.py --steps 150            # needs runs/pretrain-tiny/model
     python bench/conversion_ablation.py --pretrain             # trains it first (tiny pretrain config)
+    python bench/conversion_ablation.py --steps 300 --seeds 0 1 2 --json runs/ablation.json
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -39,7 +44,9 @@ CORRUPTIONS = {
 MATRICES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
 
 
-def run_variant(pattern: str, corruption: str, init_from: str, steps: int, out: Path) -> dict[str, float]:
+def run_variant(
+    pattern: str, corruption: str, init_from: str, steps: int, out: Path, seed: int = 0
+) -> dict[str, float]:
     cli = DLMCLI(
         LanguageModule,
         PackedTextDataModule,
@@ -50,13 +57,15 @@ def run_variant(pattern: str, corruption: str, init_from: str, steps: int, out: 
         args=[
             "--config",
             str(CONVERSION),
+            f"--seed_everything={seed}",
+            f"--model.init_args.seed={seed}",
             f"--model.init_args.init_from={init_from}",
             f"--model.init_args.pattern={PATTERNS[pattern]}",
             f"--model.init_args.corruption={CORRUPTIONS[corruption]}",
             "--model.init_args.eval_pattern=dlm.training.BlockCausalPattern",
             f"--trainer.max_steps={steps}",
             f"--trainer.val_check_interval={max(steps, 1)}",
-            f"--trainer.default_root_dir={out / f'{pattern}-{corruption}'}",
+            f"--trainer.default_root_dir={out / f'{pattern}-{corruption}-seed{seed}'}",
             "--trainer.logger=false",
             "--trainer.callbacks=[]",
             "--trainer.enable_checkpointing=false",
@@ -73,23 +82,30 @@ def run_variant(pattern: str, corruption: str, init_from: str, steps: int, out: 
     return results
 
 
-def table(rows: dict[tuple[str, str], dict[str, float]], ratios: list[str]) -> str:
+def cell(values: list[float], digits: int) -> str:
+    """The mean, with ± the sample standard deviation when there are several seeds."""
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(rows: dict[tuple[str, str], list[dict[str, float]]], ratios: list[str]) -> str:
     head = (
         ["pattern", "corruption"]
         + [f"CE@{r}" for r in ratios]
         + ["AR CE", "drift (matrices)", "drift (embed)", "TPF", "AR NLL of output", "s"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (pattern, corruption), r in rows.items():
-        drift = sum(r[f"test/drift/{m}"] for m in MATRICES) / len(MATRICES)
+    for (pattern, corruption), runs in rows.items():
+        drift = [sum(r[f"test/drift/{m}"] for m in MATRICES) / len(MATRICES) for r in runs]
         cells = [pattern, corruption]
-        cells += [f"{r[f'test/ce@{x}']:.3f}" for x in ratios]
-        cells += [f"{r['test/ar_loss']:.3f}", f"{drift:.3f}", f"{r['test/drift/embed']:.3f}"]
-        cells += [
-            f"{r.get('test/block/tpf', float('nan')):.2f}",
-            f"{r.get('test/block/ar_nll', float('nan')):.3f}",
-        ]
-        cells += [f"{r['seconds']:.0f}"]
+        cells += [cell([r[f"test/ce@{x}"] for r in runs], 3) for x in ratios]
+        cells += [cell([r["test/ar_loss"] for r in runs], 3), cell(drift, 3)]
+        cells += [cell([r["test/drift/embed"] for r in runs], 3)]
+        cells += [cell([r.get("test/block/tpf", float("nan")) for r in runs], 2)]
+        cells += [cell([r.get("test/block/ar_nll", float("nan")) for r in runs], 3)]
+        cells += [f"{statistics.fmean(r['seconds'] for r in runs):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -106,7 +122,11 @@ def main_bench() -> None:
     )
     parser.add_argument("--steps", type=int, default=150, help="training steps of every variant")
     parser.add_argument("--out", default="runs/conversion-ablation", help="where the variants run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every row per seed")
+    parser.add_argument("--json", help="write every seed's results here (after each run)")
     args = parser.parse_args()
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
     os.environ.setdefault("WANDB_MODE", "offline")
     if args.pretrain:
         main(["fit", "--config", str(PRETRAIN)])
@@ -116,20 +136,24 @@ def main_bench() -> None:
         )
     ratios = ["0.15", "0.5", "0.9"]
     # The AR model itself (mask row added, no training): what conversion starts from.
-    rows = {
-        ("(AR start, 0 steps)", "-"): run_variant(
-            "block_causal", "uniform", args.init_from, 0, Path(args.out)
-        )
-    }
-    for pattern, corruption in itertools.product(PATTERNS, CORRUPTIONS):
-        rows[(pattern, corruption)] = run_variant(
-            pattern, corruption, args.init_from, args.steps, Path(args.out)
-        )
+    variants = [("(AR start, 0 steps)", "-")] + list(itertools.product(PATTERNS, CORRUPTIONS))
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {v: [] for v in variants}
+    for seed in args.seeds:
+        for pattern, corruption in variants:
+            if corruption == "-":
+                result = run_variant("block_causal", "uniform", args.init_from, 0, Path(args.out), seed)
+            else:
+                result = run_variant(pattern, corruption, args.init_from, args.steps, Path(args.out), seed)
+            rows[pattern, corruption].append({"seed": seed, **result})
+            print(f"seed {seed}, {pattern} / {corruption}: {result['seconds']:.0f} s", flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"args": vars(args), "rows": [[*k, v] for k, v in rows.items()]}, f, indent=1)
     print(
-        f"\n{args.steps} steps per variant from {args.init_from}; torch {torch.__version__} on "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads\n"
+        f"\n{args.steps} steps per variant from {args.init_from}, seeds {args.seeds}; torch "
+        f"{torch.__version__} on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads\n"
     )
-    print(table(rows, ratios))
+    print(table({k: v for k, v in rows.items() if v}, ratios))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Bad input gets a one-line ValueError naming the value and what was expected."""
 
+import copy
+
 import pytest
 
 from dlm.decoding import (
@@ -95,3 +97,17 @@ def test_drafter_may_come_later_but_must_come(shifted):
         decoder.generate(shifted, [[1, 2]], 4)
     decoder.drafter = shifted
     assert len(decoder.generate(shifted, [[1, 2]], 4)[0][0]) == 4
+
+
+def test_cross_block_is_refused_for_a_drafter_module_drafter(shifted):
+    from dlm.core.checkpoint import TrainingRecord, set_training
+
+    drafter = copy.deepcopy(shifted)
+    set_training(drafter, TrainingRecord("DrafterModule", block_size=8, k=7, token_shift=True))
+    with pytest.raises(
+        ValueError, match=r"cross_block=True drafts from the logit after the draft block, which DrafterModule"
+    ):
+        SpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)
+    assert len(SpeculativeDecoder(drafter, k=2).generate(shifted, [[1, 2]], 4)[0][0]) == 4
+    set_training(drafter, TrainingRecord("TriModeModule", block_size=8, token_shift=True))
+    assert len(SpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)[0][0]) == 4

@@ -10,8 +10,10 @@ from torch.utils.data import DataLoader
 
 from dlm.attention import Causal, Draft
 from dlm.core import ByteTokenizer, DecodeStats, ModelConfig, Transformer, save_checkpoint
+from dlm.core.checkpoint import TrainingRecord, training_of
 from dlm.core.losses import ChainLoss, DrafterLossMix, ForwardKL, UniformCE
 from dlm.training import Architecture, DecodeEval, DrafterModule
+from dlm.training.callbacks import ExportCheckpoint
 from dlm.training.draft_blocks import draft_blocks, drafter_logits
 from dlm.training.draft_eval import DraftAccuracy
 
@@ -58,6 +60,9 @@ def test_blocks_are_those_whose_k_labels_all_exist():
     assert blocks.label_positions[-1].tolist() == [9, 10, 11]
     assert blocks.drafter_positions(True)[-1].tolist() == [8, 9, 10]
     assert blocks.drafter_positions(False)[-1].tolist() == [9, 10, 11]
+    valid[1, 0] = True  # position 0 is never a label, so whether it is valid changes nothing
+    again = draft_blocks(valid, block_size=4, k=3)
+    assert again.rows.tolist() == blocks.rows.tolist() and again.anchors.tolist() == blocks.anchors.tolist()
 
 
 @pytest.mark.parametrize("shift", [True, False], ids=["shift", "noshift"])
@@ -174,8 +179,11 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
     trainer = pl.Trainer(
         max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         default_root_dir=tmp_path, enable_model_summary=False,
+        callbacks=[ExportCheckpoint(str(tmp_path / "model"))],
     )  # fmt: skip
     trainer.fit(module, datamodule=Batches())
+    record = json.loads((tmp_path / "model/dlm.json").read_text())["training"]
+    assert record == {"module": "DrafterModule", "block_size": 4, "k": 3, "token_shift": True}
     (metrics,) = trainer.test(module, datamodule=Batches(), verbose=False)
     assert decoder.drafter is module.model
     assert decoder.batches == [2, 1]  # 3 prompts in batches of 2
@@ -205,6 +213,33 @@ def test_bad_settings_are_clear_errors(target, kwargs, error, message):
     kwargs = {"target": target, "architecture": TINY, **kwargs}
     with pytest.raises(error, match=message):
         DrafterModule(**kwargs)
+
+
+class Speculative:
+    """Stands in for dlm.decoding.SpeculativeDecoder (training never imports dlm.decoding)."""
+
+    def __init__(self, k, cross_block=False):
+        self.drafter, self.k, self.cross_block = None, k, cross_block
+
+
+def test_the_checkpoint_and_the_model_record_how_the_drafter_was_trained(target):
+    module = DrafterModule(target=target, architecture=TINY, block_size=8, k=5)
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    expected = TrainingRecord("DrafterModule", block_size=8, k=5, token_shift=True)
+    assert checkpoint["dlm"]["training"] == expected.to_dict()
+    assert training_of(module.model) == expected  # what a decoder given this drafter reads
+
+
+def test_a_cross_block_decoder_is_refused_and_other_draft_blocks_warned(target):
+    with pytest.raises(ValueError, match="decoder 'x' sets cross_block=True, but DrafterModule never trains"):
+        DrafterModule(target=target, architecture=TINY, block_size=4, decoders={"x": Speculative(3, True)})
+    with pytest.warns(
+        UserWarning, match=r"drafts \[t, MASK x 2\] but training shows the drafter \[anchor, MASK x 3\]"
+    ):
+        DrafterModule(target=target, architecture=TINY, block_size=4, decoders={"short": Speculative(2)})
+    with pytest.warns(UserWarning, match="the loss scores only the first 2 drafts"):
+        DrafterModule(target=target, architecture=TINY, block_size=4, k=2, decoders={"long": Speculative(3)})
 
 
 def test_a_drafter_with_another_vocabulary_is_refused(tmp_path):

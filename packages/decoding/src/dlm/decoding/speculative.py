@@ -17,9 +17,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dlm.core.checkpoint import training_of
 from dlm.core.protocols import DecodeStats
 from dlm.decoding.session import CachedDecoder, Decoding, Stream, Timer, mask_token, new_cache, positive
 from dlm.decoding.speculation import block_predictions, propose, verify_step
+
+# The training module (as a checkpoint's TrainingRecord names it) that scores only the k drafts
+# inside each block, never the logit after it.
+UNTRAINED_CROSS_BLOCK = "DrafterModule"
 
 
 class SpeculativeDecoder(CachedDecoder):
@@ -30,6 +35,8 @@ class SpeculativeDecoder(CachedDecoder):
         dlm.training's DrafterModule assigns the drafter it trains before decoding.
     k: masks per draft block.
     cross_block: with a token-shift drafter, use its cross-block prediction as a (k+1)-th draft.
+        Refused for a drafter whose training record names dlm.training's DrafterModule, whose
+        loss never reads that logit.
     temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder (the drafter samples its
         drafts with the same settings; the target accepts them losslessly).
 
@@ -66,6 +73,13 @@ class SpeculativeDecoder(CachedDecoder):
         if self.cross_block and not self.drafter.config.token_shift:
             raise ValueError(
                 "cross_block=True needs a token-shift drafter (drafter.config.token_shift is False)"
+            )
+        trained = training_of(self.drafter)
+        if self.cross_block and trained is not None and trained.module == UNTRAINED_CROSS_BLOCK:
+            raise ValueError(
+                f"cross_block=True drafts from the logit after the draft block, which {trained.module} "
+                f"(block_size {trained.block_size}, k={trained.k}) never trained: its labels are the "
+                "k tokens after each anchor; use cross_block=False"
             )
         return mask_id
 

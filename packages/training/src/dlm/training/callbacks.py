@@ -7,13 +7,24 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from dlm.core import Transformer, save_checkpoint
-from dlm.core.checkpoint import load_weights
+from dlm.core.checkpoint import TrainingRecord, load_weights
+
+
+def training_record(module: pl.LightningModule) -> TrainingRecord:
+    """How `module` trains its model (class, block size, draft positions k, token shift), for the
+    checkpoint record that decoders read (dlm.core.checkpoint.TrainingRecord)."""
+    return TrainingRecord(
+        type(module).__name__,
+        getattr(module, "block_size", None),
+        getattr(module, "k", None),
+        module.model.config.token_shift,
+    )
 
 
 class ExportCheckpoint(pl.Callback):
     """At the end of fit, write the trained model and tokenizer as a dlm checkpoint directory
-    (dlm.json + model.safetensors) at `directory`, atomically. The state dict is gathered through
-    the strategy, so sharded (FSDP) models are exported whole; rank 0 writes."""
+    (dlm.json, with the training record, + model.safetensors) at `directory`, atomically. The state
+    dict is gathered through the strategy, so sharded (FSDP) models are exported whole; rank 0 writes."""
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
@@ -25,4 +36,4 @@ class ExportCheckpoint(pl.Callback):
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         model = Transformer(pl_module.model.config)
         load_weights(model, weights, f"{type(pl_module).__name__}.model")
-        save_checkpoint(model, pl_module.tokenizer, self.directory)
+        save_checkpoint(model, pl_module.tokenizer, self.directory, training_record(pl_module))

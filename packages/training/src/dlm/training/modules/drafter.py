@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from dlm.core import Transformer
+from dlm.core.checkpoint import set_training
 from dlm.core.losses import DrafterLoss, DrafterLossMix, UniformCE
 from dlm.core.protocols import Decoder, Tokenizer
 from dlm.training.architecture import Architecture
+from dlm.training.callbacks import training_record
 from dlm.training.draft_blocks import draft_blocks, drafter_logits, target_hidden, target_logits
 from dlm.training.draft_eval import DraftAccuracy, decoder_results, run_speculation, save_report
 from dlm.training.evaluation import DecodeEval
@@ -49,8 +52,13 @@ class DrafterModule(LanguageModule):
         seq_len: Linked from the data module; must be a multiple of block_size.
         same_document: Mask attention between the different documents packed into a sample.
         decoders: dlm.core.protocols.Decoder objects run at test with the target as their model; a
-            decoder with a `drafter` attribute (SpeculativeDecoder) is given this drafter.
+            decoder with a `drafter` attribute (SpeculativeDecoder) is given this drafter. Refused:
+            more drafts than a block holds, and cross_block (no loss trains the logit after the
+            block); warned: a draft block other than training's [anchor, MASK x (B-1)].
         decode: Prompts and lengths for the decoders.
+
+    Checkpoints record how the drafter was trained (dlm.core.checkpoint.TrainingRecord: module,
+    block size, k, shift), and so does the trained model object, so decoders can check it.
     """
 
     def __init__(
@@ -84,17 +92,38 @@ class DrafterModule(LanguageModule):
         check_pair(self.model, self.tokenizer, self.target)
         self.loss = loss if isinstance(loss, DrafterLossMix) else DrafterLossMix([loss or UniformCE()])
         self.decoders = dict(decoders or {})
-        for name, decoder in self.decoders.items():
-            drafts = getattr(decoder, "k", None)
-            if isinstance(drafts, int) and drafts > block_size - 1:
-                raise ValueError(
-                    f"decoder {name!r} drafts k={drafts} tokens, more than the drafter's block size "
-                    f"{block_size} holds after the anchor ({block_size - 1})"
-                )
+        self.check_decoders()
+        set_training(self.model, training_record(self))
         self.decode = decode or DecodeEval()
         self.val_accuracy, self.test_accuracy = DraftAccuracy(k), DraftAccuracy(k)
         self.prompts: list[list[int]] = []
         self.test_results: dict[str, dict[str, float]] = {}
+
+    def check_decoders(self) -> None:
+        """Refuse a decoder this drafter cannot serve; warn when its draft block is not training's."""
+        block = self.block_size
+        for name, decoder in self.decoders.items():
+            drafts = getattr(decoder, "k", None)
+            if isinstance(drafts, int) and drafts > block - 1:
+                raise ValueError(
+                    f"decoder {name!r} drafts k={drafts} tokens, more than the drafter's block size "
+                    f"{block} holds after the anchor ({block - 1})"
+                )
+            if hasattr(decoder, "drafter") and getattr(decoder, "cross_block", False):
+                raise ValueError(
+                    f"decoder {name!r} sets cross_block=True, but DrafterModule never trains the "
+                    "drafter's logit after its draft block; use cross_block=False"
+                )
+            if isinstance(drafts, int) and (drafts != block - 1 or drafts > self.k):
+                unscored = f"; the loss scores only the first {self.k} drafts" if drafts > self.k else ""
+                rank_zero_warn(
+                    f"decoder {name!r} drafts [t, MASK x {drafts}] but training shows the drafter "
+                    f"[anchor, MASK x {block - 1}] blocks (block_size {block}){unscored}"
+                )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["dlm"]["training"] = training_record(self).to_dict()
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -120,8 +149,6 @@ class DrafterModule(LanguageModule):
         tokens, doc_ids = batch["tokens"], self.doc_ids(batch)
         distilled = "target_made" in batch
         valid = batch["target_made"] if distilled else torch.ones_like(tokens, dtype=torch.bool)
-        valid = valid.clone()
-        valid[:, 0] = False  # position 0 follows nothing
         blocks = draft_blocks(valid, self.block_size, self.k)
         logits = drafter_logits(self.model, tokens, blocks, self.block_size, doc_ids)
         teacher = None

@@ -3,6 +3,7 @@
     python bench/drafter_ablation.py                      # the tiny pipeline's outputs under runs/
     python bench/drafter_ablation.py --steps 300 --soft   # also the soft-label baselines
     python bench/drafter_ablation.py --corpus stdlib-code            # teacher-forced labels on corpus text
+    python bench/drafter_ablation.py --only dpace --seeds 0 1 2      # D-PACE beside uniform_ce, 3 seeds
     python bench/drafter_ablation.py --target T --drafter D --data runs/drafter-tiny/distilled --json out.json
 
 Inputs are what the tiny pipeline writes (see apps/drafter/README.md): the target AR model, the AR
@@ -10,7 +11,9 @@ checkpoint the drafter starts from, and the dlm-distill output (or, with --corpu
 labels are the target's teacher-forced argmax: DrafterModule's cheaper mode). Variants:
 
   uniform_ce         mean_k CE_k (the position-uniform baseline)
-  +positional        PositionalCE(gamma) instead of the uniform mean
+  +positional        PositionalCE(gamma) instead of the uniform mean (DFlash's decay-weighted CE)
+  dpace              DPaceCE(dpace_alpha) instead of the uniform mean (SpecForge's D-PACE: CE_k
+                     weighted by sum_(j>=k) prod_(i<=j) ((1 - alpha) p_i + alpha), p detached)
   +first_error_focal UniformCE + FirstErrorFocal(focus)
   +chain             UniformCE + chain_weight * ChainLoss (greedy form)
   all three          PositionalCE + FirstErrorFocal + chain_weight * ChainLoss
@@ -18,7 +21,9 @@ labels are the target's teacher-forced argmax: DrafterModule's cheaper mode). Va
            baselines forward_kl, UniformCE + total_variation, UniformCE + -log alpha
            (all need the target's distribution: a target forward per step on distilled data)
 
-Each variant trains a fresh drafter (the same init) for --steps steps over the same batches, then
+With several --seeds every variant runs once per seed (the seed sets the drafter's training
+order, torch's RNG and the T = 1 decoder's seed) and the table shows means, tau with ± the sample
+standard deviation. Each variant trains a fresh drafter (the same init) for --steps steps over the same batches, then
 decodes the held-out prompts (the test split's prefixes) with SpeculativeDecoder and the
 real target verifying, greedy and at T = 1 (lossless sampling, same seed for every variant), and
 reports tau (tokens per verify step, bonus included), its change over uniform_ce, and the acceptance
@@ -39,6 +44,7 @@ from torch.utils.data import DataLoader
 from dlm.core import ByteTokenizer
 from dlm.core.losses import (
     ChainLoss,
+    DPaceCE,
     DrafterLossMix,
     FirstErrorFocal,
     ForwardKL,
@@ -57,6 +63,7 @@ def variants(a: argparse.Namespace) -> dict[str, Callable[[], DrafterLossMix]]:
     out = {
         "uniform_ce": lambda: DrafterLossMix([UniformCE()]),
         "+positional": lambda: DrafterLossMix([PositionalCE(a.gamma)]),
+        "dpace": lambda: DrafterLossMix([DPaceCE(a.dpace_alpha)]),
         "+first_error_focal": lambda: DrafterLossMix([UniformCE(), FirstErrorFocal(a.focus)]),
         "+chain": lambda: DrafterLossMix([UniformCE(), ChainLoss()], [1.0, a.chain_weight]),
         "all three": lambda: DrafterLossMix(
@@ -133,18 +140,31 @@ def evaluate(a: argparse.Namespace, module: DrafterModule, data: Data, ar: list)
     return out
 
 
-def table(results: dict[str, dict], k: int) -> str:
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def spread(values: list[float]) -> str:
+    """the mean, with ± the sample standard deviation over several seeds"""
+    m = mean(values)
+    if len(values) == 1:
+        return f"{m:.3f}"
+    return f"{m:.3f} ± {(sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5:.3f}"
+
+
+def table(results: dict[str, list[dict]], k: int) -> str:
     base = results["uniform_ce"]
+    base_g, base_s = mean(r["greedy"]["tau"] for r in base), mean(r["sampled"]["tau"] for r in base)
     head = "| loss | tau greedy | vs uniform | tau T=1 | vs uniform | " + " | ".join(
         f"acc@{i + 1}" for i in range(k)
     )
     lines = [head + " |", "|---|" + "---:|" * (4 + k)]
-    for name, r in results.items():
-        g, s = r["greedy"], r["sampled"]
-        dg = (g["tau"] / base["greedy"]["tau"] - 1) * 100
-        ds = (s["tau"] / base["sampled"]["tau"] - 1) * 100
-        accept = " | ".join(f"{x:.2f}" for x in g["accept"])
-        lines.append(f"| {name} | {g['tau']:.3f} | {dg:+.1f}% | {s['tau']:.3f} | {ds:+.1f}% | {accept} |")
+    for name, runs in results.items():
+        g, s = [r["greedy"]["tau"] for r in runs], [r["sampled"]["tau"] for r in runs]
+        dg, ds = (mean(g) / base_g - 1) * 100, (mean(s) / base_s - 1) * 100
+        accept = " | ".join(f"{mean(r['greedy']['accept'][i] for r in runs):.2f}" for i in range(k))
+        lines.append(f"| {name} | {spread(g)} | {dg:+.1f}% | {spread(s)} | {ds:+.1f}% | {accept} |")
     return "\n".join(lines)
 
 
@@ -162,6 +182,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--gamma", type=float, default=3.0)
+    p.add_argument("--dpace-alpha", type=float, default=0.5, help="D-PACE smoothing (SpecForge's default)")
     p.add_argument("--focus", type=float, default=2.0)
     p.add_argument("--chain-weight", type=float, default=1.0)
     p.add_argument("--prompts", type=int, default=64)
@@ -169,7 +190,7 @@ def main() -> None:
     p.add_argument("--soft", action="store_true", help="also the soft-label baselines")
     p.add_argument("--only", nargs="*", help="run only these variants (uniform_ce always runs)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--json", help="write the results here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -177,25 +198,28 @@ def main() -> None:
     chosen = variants(a)
     if a.only:
         chosen = {n: f for n, f in chosen.items() if n == "uniform_ce" or n in a.only}
-    results, ar = {}, None
-    for name, make in chosen.items():
-        start = time.perf_counter()
-        module = train(a, make(), data)
-        if ar is None:
-            ar = ARDecoder().generate(module.target.model, data.prompts, a.max_new_tokens)[0]
-        results[name] = evaluate(a, module, data, ar)
-        results[name]["seconds"] = time.perf_counter() - start
-        r = results[name]
-        print(
-            f"{name}: tau greedy {r['greedy']['tau']:.3f}, T=1 {r['sampled']['tau']:.3f}, "
-            f"offline {r['offline_tau']:.3f} ({r['seconds']:.0f} s)",
-            flush=True,
-        )
+    results: dict[str, list[dict]] = {name: [] for name in chosen}
+    ar = None
+    for seed in a.seeds:
+        run = argparse.Namespace(**{**vars(a), "seed": seed})
+        for name, make in chosen.items():
+            start = time.perf_counter()
+            module = train(run, make(), data)
+            if ar is None:
+                ar = ARDecoder().generate(module.target.model, data.prompts, a.max_new_tokens)[0]
+            r = evaluate(run, module, data, ar)
+            r["seed"], r["seconds"] = seed, time.perf_counter() - start
+            results[name].append(r)
+            print(
+                f"seed {seed}, {name}: tau greedy {r['greedy']['tau']:.3f}, T=1 {r['sampled']['tau']:.3f}, "
+                f"offline {r['offline_tau']:.3f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump({"args": vars(a), "results": results}, f, indent=2)
     print()
     print(table(results, a.block_size - 1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"args": vars(a), "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

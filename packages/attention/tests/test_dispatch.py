@@ -7,11 +7,14 @@ import torch
 
 from dlm.attention import (
     ENV_VAR,
+    Bidirectional,
+    BlockCausal,
     BlockDiffusion,
     Causal,
     Draft,
     SameDocument,
     TriMode,
+    Verify,
     attend,
     refusals,
     select,
@@ -130,3 +133,54 @@ def test_bad_inputs_are_named():
         attend(q[:, :, :2], k, v, Draft((1, 2, 3), 2))
     with pytest.raises(ValueError, match="covers \\[x_t ; x_0\\] of length 16, got q_len=8"):
         attend(q, k, v, BlockDiffusion(4, 8))
+
+
+class Inputs:
+    """Stands in for a q/k/v tensor on a device this machine may lack: dispatch reads only these."""
+
+    def __init__(self, length, device="cuda", dtype=torch.bfloat16, requires_grad=True):
+        self.shape, self.device = (2, 4, length, 64), torch.device(device)
+        self.dtype, self.requires_grad = dtype, requires_grad
+
+
+L = 512  # batch 2 x 4 heads x L^2 = 2^21: big enough for split to be chosen by itself
+IDS = torch.zeros(2, L, dtype=torch.long)
+# mask -> the backend chosen on CUDA with (xformers and flex) / (xformers, no flex) / (flex only) / neither
+CUDA_TABLE = [
+    ("causal", Causal(), L, ("xformers", "xformers", "flex", "sdpa")),
+    ("bidirectional", Bidirectional(), L, ("xformers", "xformers", "flex", "sdpa")),
+    ("draft", Draft((3, 5), 4), 4, ("xformers", "xformers", "flex", "sdpa")),
+    ("verify", Verify((3, 5), 4), 4, ("xformers", "xformers", "flex", "sdpa")),
+    ("block-causal", BlockCausal(16), L, ("flex", "sdpa", "flex", "sdpa")),
+    ("causal & documents", Causal() & SameDocument(IDS), L, ("flex", "sdpa", "flex", "sdpa")),
+    ("block diffusion", BlockDiffusion(16, L), 2 * L, ("flex", "split", "flex", "split")),
+    ("tri-mode", TriMode(16, L), 2 * L, ("flex", "split", "flex", "split")),
+    ("tri-mode & documents", TriMode(16, L) & SameDocument.for_noisy_clean(IDS), 2 * L,
+     ("flex", "split", "flex", "split")),
+]  # fmt: skip
+LIBRARIES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("name, mask, length, expected", CUDA_TABLE, ids=[c[0] for c in CUDA_TABLE])
+def test_the_choice_on_cuda_for_every_mask(name, mask, length, expected, requires_grad, monkeypatch):
+    """xformers is first but claims only the masks it has a structured bias for; the training
+    masks go to flex or split, never to xformers' dense tensor bias."""
+    backends = dispatch_module.BACKENDS
+    for (xformers, flex), want in zip(LIBRARIES, expected, strict=True):
+        monkeypatch.setattr(backends["xformers"], "available", lambda x=xformers: None if x else "absent")
+        monkeypatch.setattr(backends["flex"], "available", lambda f=flex: None if f else "absent")
+        q = Inputs(length, requires_grad=requires_grad)
+        got = select(q, q, q, mask).name
+        assert got == want, f"{name}, xformers {xformers}, flex {flex}: {got}"
+    monkeypatch.setattr(backends["xformers"], "available", lambda: None)
+    assert select(q, q, q, mask, backend="xformers").name == "xformers"  # forcing still runs any mask
+
+
+def test_xformers_says_why_it_leaves_a_mask_to_others(monkeypatch):
+    monkeypatch.setattr(dispatch_module.BACKENDS["xformers"], "available", lambda: None)
+    q = Inputs(2 * L)
+    assert refusals(q, q, q, TriMode(16, L))["xformers"] == [
+        f"no structured xformers bias for TriMode(block_size=16, seq_len={L}): a dense tensor bias "
+        "is left to the other backends (force it with backend='xformers')"
+    ]

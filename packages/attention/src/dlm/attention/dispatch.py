@@ -1,6 +1,9 @@
 """Choose an attention backend for (q, k, v, mask): a priority list, a visible choice, a clear refusal.
 
 Priority: xformers, flex, split, sdpa; the first whose declared devices, dtypes and masks fit runs.
+A backend is chosen only for masks it runs in a structured way (xformers: its own biases for Causal,
+Bidirectional, Draft, Verify; split: the x_t (+) x_0 masks from a size on), so on CUDA the training
+masks go to flex (or split) rather than to a dense bias; sdpa, the reference, takes the rest.
 A backend can be forced by name: the `backend` argument (the model config's `attention_backend`)
 first, else the environment variable DLM_ATTENTION_BACKEND. A forced backend that cannot run the
 inputs raises with its reasons; it never falls back silently.

@@ -2,8 +2,10 @@
 
 Structured biases where xformers has one: LowerTriangularMask for Causal, no bias for Bidirectional,
 the padded-keys block-diagonal biases for Draft / Verify over a KV cache (rows flattened into one
-sequence, each row's unused cache slots masked by its key length). Every other mask goes in as a
-dense additive tensor bias built from materialize().
+sequence, each row's unused cache slots masked by its key length). Dispatch picks xformers only for
+those masks; any other (the BlockDiffusion / TriMode training masks, document masks) is left to
+flex, split or sdpa, and runs here only when forced, as a dense additive tensor bias built from
+materialize().
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from dlm.attention.masks import Bidirectional, Mask
 _ALIGN = 8
 
 
+def structured(mask: Mask) -> bool:
+    """Whether xformers runs `mask` without a dense bias: Bidirectional needs none, and a mask class
+    that defines xformers_bias (Causal, Draft, Verify) has one. Decided from the class, so it holds
+    without importing xformers."""
+    return isinstance(mask, Bidirectional) or type(mask).xformers_bias is not Mask.xformers_bias
+
+
 class XFormers(Backend):
     name = "xformers"
     devices = frozenset({"cuda"})
@@ -27,8 +36,19 @@ class XFormers(Backend):
     def available(self) -> str | None:
         return xformers_missing()
 
+    def auto_reasons(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> list[str]:
+        if structured(mask):
+            return []
+        return [
+            f"no structured xformers bias for {mask}: a dense tensor bias is left to the other "
+            "backends (force it with backend='xformers')"
+        ]
+
     def describe(self) -> str:
-        return "masks: every mask (structured bias for Causal, Draft, Verify; tensor bias otherwise)"
+        return (
+            "masks: chosen for Bidirectional, Causal, Draft, Verify (structured biases); "
+            "any other mask only when forced (dense tensor bias)"
+        )
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> Tensor:
         from xformers.ops import fmha
@@ -39,7 +59,13 @@ class XFormers(Backend):
             k, v = k.repeat_interleave(h // k.shape[1], 1), v.repeat_interleave(h // v.shape[1], 1)
         q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (batch, length, heads, head_dim)
         bias = self._bias(mask, q_len, kv_len, b, h, q.dtype, q.device)
-        if isinstance(bias, fmha.attn_bias.BlockDiagonalPaddedKeysMask):
+        # Both named: Verify's class subclasses Draft's in every release >= 0.0.25 (read in
+        # 0.0.28-0.0.35 and mslk's re-export), but not before, and the flattening must not hang on it.
+        padded = (
+            fmha.attn_bias.BlockDiagonalPaddedKeysMask,
+            fmha.attn_bias.BlockDiagonalCausalWithOffsetPaddedKeysMask,
+        )
+        if isinstance(bias, padded):
             flat = fmha.memory_efficient_attention(
                 q.reshape(1, b * q_len, h, d),
                 k.reshape(1, b * kv_len, h, d),

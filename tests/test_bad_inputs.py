@@ -61,6 +61,7 @@ def inputs(tmp_path, tiny_inputs):
         root / "payload.ckpt",
     )
     (root / "garbage.ckpt").write_bytes(b"this is not a checkpoint")
+    (root / "numbers.jsonl").write_text('{"text": "one two three"}\n{"text": 7}\n')
     (root / "a-file").write_text("")
     return {"root": root, "ar": tiny_inputs["ar"]}
 
@@ -84,6 +85,10 @@ def _weight_names(directory):
 
 # (name, extra arguments given the inputs, expected exit status, what the message must say)
 CASES = [
+    ("corpus that is neither embedded, local nor on the hub", lambda i: ["--data.init_args.corpus", "no-such-corpus"], 1,
+     "ValueError: corpus 'no-such-corpus' is neither an embedded corpus (shakespeare, stdlib-code), nor a local file, directory or glob, nor a dataset reachable on the HF hub ("),
+    ("corpus rows whose text is not a string", lambda i: ["--data.init_args.corpus", f"{i['root']}/numbers.jsonl"], 1,
+     "ValueError: corpus '{root}/numbers.jsonl': row 2 has 'text' 7 (int), expected a string"),
     ("missing data file", lambda i: ["--data.init_args.corpus", f"{i['root']}/nowhere/train.jsonl"], 1,
      "FileNotFoundError: corpus file or directory '{root}/nowhere/train.jsonl' does not exist"),
     ("empty corpus", lambda i: ["--data.init_args.corpus", f"{i['root']}/empty"], 1,

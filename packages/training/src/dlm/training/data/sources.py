@@ -106,17 +106,17 @@ class Source:
                 )
             }
         else:
-            available = dict(datasets.load_dataset(self.corpus, self.hub_config, streaming=True))
+            available = dict(self._hub_dataset())
         own = {s: available[a] for s in corpora.SPLITS for a in SPLIT_ALIASES[s] if a in available}
         if split in own and (split != "train" or len(own) == len(corpora.SPLITS)):
-            yield from (self._text(row) for row in own[split])
+            yield from (self._text(row, n) for n, row in enumerate(own[split], 1))
             return
         if "train" not in own:
             raise ValueError(
                 f"corpus {self.corpus!r} has splits {sorted(available)}; expected a 'train' split to carve {split!r} from"
             )
-        for row in own["train"]:
-            text = self._text(row)
+        for n, row in enumerate(own["train"], 1):
+            text = self._text(row, n)
             name = str(row["id"]) if row.get("id") is not None else hashlib.sha1(text.encode()).hexdigest()
             for seg in corpora.segments(corpora.Document(name, text)):
                 carved = corpora.split_of(seg.name, self.validation, self.test)
@@ -124,12 +124,31 @@ class Source:
                 if (carved if carved not in own else "train") == split:
                     yield seg.text
 
-    def _text(self, row: dict[str, Any]) -> str:
+    def _hub_dataset(self) -> Any:
+        import datasets
+
+        try:
+            return datasets.load_dataset(self.corpus, self.hub_config, streaming=True)
+        except (ConnectionError, FileNotFoundError) as err:  # offline / no such dataset on the hub
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"corpus {self.corpus!r} is neither an embedded corpus ({', '.join(sorted(corpora.EMBEDDED))}), "
+                f"nor a local file, directory or glob, nor a dataset reachable on the HF hub ({reason})"
+            ) from None
+
+    def _text(self, row: dict[str, Any], n: int) -> str:
+        """Row n's (1-based, in its split) text; a missing value is an empty document."""
         if self.text_field not in row:
             raise ValueError(
                 f"corpus {self.corpus!r} rows have fields {sorted(row)}; no text_field {self.text_field!r}"
             )
-        return row[self.text_field] or ""
+        text = row[self.text_field]
+        if text is not None and not isinstance(text, str):
+            raise ValueError(
+                f"corpus {self.corpus!r}: row {n} has {self.text_field!r} {text!r} "
+                f"({type(text).__name__}), expected a string"
+            )
+        return text or ""
 
 
 def cache_key(source: Source, tokenizer_spec: dict[str, Any]) -> str:

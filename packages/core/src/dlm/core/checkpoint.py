@@ -195,9 +195,41 @@ def _reason(err: Exception) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+SHARDED_METADATA = "meta.pt"  # beside the shard files of a distributed (FSDP2) Lightning checkpoint
+
+
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / SHARDED_METADATA).is_file()
+
+
+def read_sharded_checkpoint(folder: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A distributed Lightning checkpoint folder (torch.distributed.checkpoint shards + meta.pt) as one
+    checkpoint dict, on one process: meta.pt's contents and the whole `state_dict` (the optimizer's
+    shards are not read)."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.format_utils import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    folder = Path(folder)
+    checkpoint = read_torch_file(folder / SHARDED_METADATA, map_location)
+    state: dict[str, Any] = {}
+    try:
+        _load_state_dict(
+            state,
+            storage_reader=FileSystemReader(folder),
+            planner=_EmptyStateDictLoadPlanner(keys={"state_dict"}),
+            no_dist=True,
+        )
+    except Exception as err:  # missing or cut-short shard files
+        raise ValueError(f"{folder}: not a readable distributed checkpoint ({_reason(err)})") from None
+    checkpoint["state_dict"] = state["state_dict"]
+    return checkpoint
+
+
 def load_lightning(file: str | Path) -> tuple[Transformer, Any]:
+    """(model, tokenizer) of a dlm Lightning checkpoint: a .ckpt file or a distributed checkpoint folder."""
     file = Path(file)
-    ckpt = read_torch_file(file)
+    ckpt = read_sharded_checkpoint(file) if file.is_dir() else read_torch_file(file)
     if not isinstance(ckpt, dict) or "dlm" not in ckpt:
         raise ValueError(
             f"{file}: a Lightning checkpoint without a 'dlm' record (not written by dlm.training)"
@@ -207,9 +239,10 @@ def load_lightning(file: str | Path) -> tuple[Transformer, Any]:
 
 
 def load_model(path: str | Path) -> tuple[Transformer, Any]:
-    """(model, tokenizer) from a dlm checkpoint directory, an HF directory or a dlm Lightning .ckpt."""
+    """(model, tokenizer) from a dlm checkpoint directory, an HF directory or a dlm Lightning checkpoint
+    (.ckpt file or distributed checkpoint folder)."""
     path = Path(path)
-    if path.is_file():
+    if path.is_file() or is_sharded_checkpoint(path):
         return load_lightning(path)
     if (path / RECORD).is_file():
         return load_checkpoint(path)

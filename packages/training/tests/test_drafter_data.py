@@ -178,8 +178,18 @@ def test_missing_data_is_a_clear_error(distilled, tmp_path):
 def test_the_command_line_reports_bad_input_in_one_line(target, tmp_path):
     pytest.importorskip("dlm.decoding", reason="the command line names its decoder by class_path")
     args = ["--target", target, "--out", str(tmp_path / "d"), "--decoder", "dlm.decoding.ARDecoder"]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--prefix_len", "0"])
-    assert (
-        exit_info.value.code == "dlm-distill: error: ValueError: prefix_len must be a positive integer, got 0"
-    )
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    cases = [
+        (["--prefix_len", "0"], "ValueError: prefix_len must be a positive integer, got 0"),
+        (["--device", "nonsense"], "ValueError: device 'nonsense' cannot be used here (Expected one of"),
+        (["--prefix_len", "40", "--continuation_len", "40"],
+         "ValueError: prefix_len 40 + continuation_len 40 exceed the target's max_seq_len 64"),
+        (["--out", str(tmp_path / "a-file/d"), "--prefix_len", "8", "--continuation_len", "8"], f"ValueError: cannot write the output directory {tmp_path}/a-file/d"),
+        (["--corpus", str(tmp_path / "latin1.txt"), "--prefix_len", "8", "--continuation_len", "8"],
+         f"ValueError: corpus '{tmp_path}/latin1.txt' holds a file that is not UTF-8 text (invalid continuation byte"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *extra])
+        assert exit_info.value.code.startswith(f"dlm-distill: error: {message}"), exit_info.value.code

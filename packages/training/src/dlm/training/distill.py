@@ -90,8 +90,14 @@ def distill(
         raise ValueError(
             "distillation needs a greedy decoder (temperature 0): drafts are scored against argmax"
         )
+    check_device(device)
     frozen = load_target(target, dtype)
     model, tokenizer = frozen.model.to(device), frozen.tokenizer
+    if prefix_len + continuation_len > model.config.max_seq_len:
+        raise ValueError(
+            f"prefix_len {prefix_len} + continuation_len {continuation_len} exceed the target's "
+            f"max_seq_len {model.config.max_seq_len}"
+        )
     meta = {
         "format": 1,
         "target": {"path": str(target), "fingerprint": frozen.fingerprint},
@@ -135,6 +141,15 @@ def distill(
     return root
 
 
+def check_device(name: str) -> None:
+    """Refuse a device torch cannot name or this machine cannot allocate on, before loading."""
+    try:
+        torch.empty(0, device=torch.device(name))
+    except (RuntimeError, AssertionError) as err:  # torch raises both for an unusable device
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"device {name!r} cannot be used here ({reason})") from None
+
+
 def shard_plan(available: int, n: int, shard_size: int, split: str) -> list[list[int]]:
     """The sample indices of each shard: n evenly spaced packed samples of the split."""
     if n > available:
@@ -161,7 +176,10 @@ def start(root: Path, meta: dict[str, Any]) -> None:
                     "use another output directory (or delete it)"
                 )
         return
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot write the output directory {root} ({err.strerror})") from None
     tmp = root / f".{META}.{os.getpid()}.tmp"  # concurrent workers each write their own
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, file)

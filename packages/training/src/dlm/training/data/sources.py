@@ -82,10 +82,15 @@ class Source:
             )
         else:
             docs = self._dataset_documents(split)
-        for n, text in enumerate(docs):
-            if self.max_documents is not None and n >= self.max_documents:
-                return
-            yield text
+        try:
+            for n, text in enumerate(docs):
+                if self.max_documents is not None and n >= self.max_documents:
+                    return
+                yield text
+        except UnicodeDecodeError as err:  # datasets does not say which file
+            raise ValueError(
+                f"corpus {self.corpus!r} holds a file that is not UTF-8 text ({err.reason} at byte {err.start})"
+            ) from None
 
     def _dataset_documents(self, split: str) -> Iterator[str]:
         import datasets

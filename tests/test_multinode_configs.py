@@ -1,7 +1,8 @@
-"""The real-scale configs and their SLURM templates: every FSDP config wraps and checkpoints
-activations per transformer block in bf16-mixed (Lightning's own objects, configured from YAML),
-and every `dlm fit` template follows the one documented pattern. (FSDP itself needs GPUs:
-Lightning refuses it on CPU, so what runs here is the configuration.)"""
+"""The real-scale configs and their SLURM templates: every sharded config runs FSDP2
+(dlm.training.ShardedStrategy: all processes data parallel, no tensor parallelism, activation
+checkpointing per block) in bf16-mixed, the 0.6B AR baseline DDP, and every `dlm fit` template
+follows the one documented pattern and states both parallel sizes. (The sharded runs themselves
+are tests/test_sharded.py and tests/test_real_scale_miniature.py.)"""
 
 import re
 import subprocess
@@ -10,10 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from jsonargparse import ArgumentParser
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
-from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 
-from dlm.core.model import Block
+from dlm.training import ShardedStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted(p for p in ROOT.glob("apps/*/slurm/*.sbatch") if "distill" not in p.name)
@@ -45,14 +45,12 @@ def test_real_scale_strategies(config):
     trainer = yaml.safe_load(config.read_text())["trainer"]
     assert trainer["precision"] == "bf16-mixed"
     built = strategy(config)
-    if isinstance(built, FSDPStrategy):
-        for policy in (
-            built.kwargs["auto_wrap_policy"],
-            built._activation_checkpointing_kwargs["auto_wrap_policy"],
-        ):
-            assert isinstance(policy, ModuleWrapPolicy) and policy._module_classes == {Block}
-    else:
+    if config.parent.parent.name == "pretrain":  # the AR baseline: model and AdamW fit on a GPU
         assert isinstance(built, DDPStrategy)
+    else:
+        assert isinstance(built, ShardedStrategy)
+        assert built._data_parallel_size == "auto" and built._tensor_parallel_size == 1
+        assert built.activation_checkpointing
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
@@ -71,4 +69,7 @@ def test_sbatch_templates_follow_one_pattern(template):
     )
     assert '--trainer.num_nodes "${SLURM_JOB_NUM_NODES}"' in fit
     assert '--trainer.devices "${SLURM_NTASKS_PER_NODE}"' in fit
+    if isinstance(strategy(ROOT / config), ShardedStrategy):
+        assert '--trainer.strategy.init_args.data_parallel_size "${SLURM_NTASKS}"' in fit
+        assert "--trainer.strategy.init_args.tensor_parallel_size 1" in fit
     assert "srun --nodes=1 --ntasks=1 --gpus=1 dlm test" in text

@@ -16,6 +16,7 @@ from dlm.training.modules import (
     TriModeModule,
 )
 from dlm.training.optim import Optimization
+from dlm.training.parallel import ShardedStrategy, parallelize
 from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
 from dlm.training.random_state import RandomState
 from dlm.training.sampler import ResumableLoader, ResumableSampler
@@ -41,7 +42,9 @@ __all__ = [
     "RandomState",
     "ResumableLoader",
     "ResumableSampler",
+    "ShardedStrategy",
     "TriModeModule",
     "__version__",
+    "parallelize",
     "weight_drift",
 ]

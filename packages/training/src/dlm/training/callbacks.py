@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 
 from dlm.core import Transformer, save_checkpoint
 from dlm.core.checkpoint import TrainingRecord, load_weights
+from dlm.training.parallel import full_state_dict, is_sharded
 
 
 def training_record(module: pl.LightningModule) -> TrainingRecord:
@@ -24,13 +25,18 @@ def training_record(module: pl.LightningModule) -> TrainingRecord:
 class ExportCheckpoint(pl.Callback):
     """At the end of fit, write the trained model and tokenizer as a dlm checkpoint directory
     (dlm.json, with the training record, + model.safetensors) at `directory`, atomically. The state
-    dict is gathered through the strategy, so sharded (FSDP) models are exported whole; rank 0 writes."""
+    dict comes whole from the strategy (FSDP1) or is gathered from the FSDP2 shards, so sharded
+    models are exported whole; rank 0 writes."""
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        state = trainer.strategy.lightning_module_state_dict()
+        # FSDP2 saves distributed checkpoints, so the strategy's state dict is sharded: gather it.
+        if is_sharded(pl_module):
+            state = full_state_dict(pl_module)
+        else:
+            state = trainer.strategy.lightning_module_state_dict()
         if not trainer.is_global_zero:
             return
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}

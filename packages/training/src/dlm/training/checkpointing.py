@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from dlm.core.checkpoint import read_torch_file
+from dlm.core.checkpoint import SHARDED_METADATA, read_sharded_checkpoint, read_torch_file
 from dlm.core.config import ModelConfig
 
 
@@ -59,6 +59,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # Always weights_only=True (whatever the caller asks): a resumed file runs no code.
         if "://" in str(path):
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        if Path(path).is_dir():  # a sharded run's checkpoint, read whole (`dlm test` on one device)
+            check_checkpoint_file(str(path))
+            return read_sharded_checkpoint(path, map_location)
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
         return read_torch_file(path, map_location)
@@ -68,9 +71,18 @@ def check_checkpoint_file(path: str | None) -> None:
     """Refuse a --ckpt_path that is missing, not a torch.save archive or holds more than tensors and
     plain values, before anything reads it. Reads the zip directory at the file's end (a checkpoint
     cut short by a crash has none) and the pickle with weights_only, tensors memory-mapped, so it
-    is quick for any size. Lightning's names (last, best, hpc) and URLs pass unchecked."""
+    is quick for any size. A folder must be a distributed checkpoint (ShardedStrategy): its
+    meta.pt and the shards' index are checked the same way. Lightning's names (last, best, hpc)
+    and URLs pass unchecked."""
     if path is None or path in ("last", "best", "hpc", "registry") or "://" in str(path):
         return
+    if Path(path).is_dir():
+        missing = [name for name in (SHARDED_METADATA, ".metadata") if not (Path(path) / name).is_file()]
+        if missing:
+            raise ValueError(
+                f"{path}: a folder but not a distributed checkpoint ({' and '.join(missing)} missing)"
+            )
+        path = str(Path(path) / SHARDED_METADATA)
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -16,6 +16,7 @@ from dlm.training.architecture import Architecture
 from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
+from dlm.training.parallel import data_parallel_mesh, is_sharded, parallelize
 
 
 def check_block_size(block_size: Any) -> int:
@@ -75,6 +76,16 @@ class LanguageModule(pl.LightningModule):
         """The batch's per-token document ids when attention stays within documents, else None."""
         return batch["doc_ids"] if self.same_document else None
 
+    def configure_model(self) -> None:
+        """Under ModelParallelStrategy (dlm.training.ShardedStrategy): shard the network with FSDP2
+        over the data-parallel mesh, in the trainer's precision. Once: fit then test reuse it."""
+        mesh = self._device_mesh
+        if mesh is None or is_sharded(self.model):
+            return
+        strategy = self.trainer.strategy
+        checkpointing = getattr(strategy, "activation_checkpointing", False)
+        parallelize(self.model, data_parallel_mesh(mesh), str(self.trainer.precision), checkpointing)
+
     def configure_optimizers(self) -> dict:
         return configure(self.model, self.optimization, int(self.trainer.estimated_stepping_batches))
 
@@ -93,7 +104,7 @@ class LanguageModule(pl.LightningModule):
     # -- decoding at test (modules with `decoders`, `decode` and `prompts`) ----------------------
     @property
     def sharded(self) -> bool:
-        return isinstance(self.trainer.strategy, FSDPStrategy)
+        return isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
 
     def collect_prompts(self, batch: dict[str, Tensor]) -> None:
         """Keep the first `decode.prompt_tokens` tokens of test samples as decoding prompts, until

@@ -64,6 +64,23 @@ def test_bad_checkpoints_are_named(tmp_path):
     (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_model(tmp_path / "ckpt")
+    (tmp_path / "notes.ckpt").write_text("hello")
+    with pytest.raises(
+        ValueError, match=r"notes.ckpt: not a readable checkpoint \(not a torch.save zip archive\)"
+    ):
+        load_model(tmp_path / "notes.ckpt")
+    torch.save({"dlm": {}}, tmp_path / "no-weights.ckpt")
+    with pytest.raises(ValueError, match="no-weights.ckpt: a checkpoint without a 'state_dict'"):
+        load_model(tmp_path / "no-weights.ckpt")
+    record = tmp_path / "ckpt" / "dlm.json"
+    for text, message in [
+        ("{not json", "dlm.json: not valid JSON \\(Expecting property name"),
+        ('{"format": "dlm", "tokenizer": {"kind": "byte"}}', "dlm.json: not a dlm checkpoint record"),
+        ("[1, 2]", "dlm.json: not a dlm checkpoint record"),
+    ]:
+        record.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_model(tmp_path / "ckpt")
 
 
 def test_shape_mismatch_names_the_tensor(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,17 @@ def save_checkpoint(
     return Path(directory)
 
 
+def check_record(record: Any, source: str) -> None:
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(k), dict) for k in ("model", "tokenizer")
+    ):
+        raise ValueError(f"{source}: not a dlm checkpoint record (expected 'model' and 'tokenizer' objects)")
+
+
 def model_from_record(
     record: dict[str, Any], state: dict[str, torch.Tensor], source: str
 ) -> tuple[Transformer, Any]:
+    check_record(record, source)
     config = ModelConfig.from_dict(record["model"])
     training = record.get("training")
     training = TrainingRecord.from_dict(training, source) if training is not None else None
@@ -152,7 +161,11 @@ def load_checkpoint(directory: str | Path) -> tuple[Transformer, Any]:
     record_file, weights = directory / RECORD, directory / WEIGHTS
     if not record_file.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{directory} is not a dlm checkpoint: expected {RECORD} and {WEIGHTS}")
-    record = json.loads(record_file.read_text())
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{record_file}: not valid JSON ({err})") from None
+    check_record(record, str(record_file))
     if record["tokenizer"].get("kind") == "hf":
         tok_file = directory / "tokenizer.json"
         if not tok_file.is_file():
@@ -174,6 +187,8 @@ def read_torch_file(file: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     """torch.load(file, weights_only=True), with a one-line ValueError for a file it refuses (naming
     what the file holds) or cannot read. Every torch.save file dlm reads goes through here; with
     mmap the tensors stay on disk, so checking a file of any size is quick."""
+    if not zipfile.is_zipfile(file):  # torch.save has written zip archives since torch 1.6
+        raise ValueError(f"{file}: not a readable checkpoint (not a torch.save zip archive)")
     try:
         return torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch.load raises several types for damaged files
@@ -234,6 +249,8 @@ def load_lightning(file: str | Path) -> tuple[Transformer, Any]:
         raise ValueError(
             f"{file}: a Lightning checkpoint without a 'dlm' record (not written by dlm.training)"
         )
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{file}: a checkpoint without a 'state_dict' (not written by Lightning)")
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return model_from_record(ckpt["dlm"], state, str(file))
 

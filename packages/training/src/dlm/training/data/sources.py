@@ -43,6 +43,15 @@ class Source:
     test: float = 0.01
     max_documents: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, str) or not self.corpus.strip():
+            raise ValueError(
+                f"corpus must name an embedded corpus, local files or an HF hub dataset, got {self.corpus!r}"
+            )
+        n = self.max_documents
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"max_documents must be a positive integer or None, got {n!r}")
+
     def local_files(self) -> list[Path] | None:
         """The local files of the corpus, or None when it is embedded or a hub name."""
         if self.corpus in corpora.EMBEDDED:

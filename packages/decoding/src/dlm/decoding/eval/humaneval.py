@@ -43,15 +43,14 @@ def read_problems(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 class StopText:
-    """A row's output ends once its text holds a stop string (checked on the last few tokens, which
-    is enough: a row stops at the first token that completes one)."""
+    """A row's output ends once its text holds a stop string. The whole output is decoded each time:
+    decoding only the last tokens could start inside a multi-byte character and see a false stop."""
 
     def __init__(self, decode: Callable[[Sequence[int]], str], stops: Sequence[str]) -> None:
         self.decode, self.stops = decode, tuple(s for s in stops if s)
-        self.window = 2 * max((len(s) for s in self.stops), default=0) + 2
 
     def __call__(self, tokens: list[int]) -> bool:
-        text = self.decode(tokens[-self.window :])
+        text = self.decode(tokens)
         return any(s in text for s in self.stops)
 
 

@@ -11,6 +11,7 @@ the corruption's seed); --json keeps every seed's figures, rewritten after each 
     python bench/conversion_ablation.py --steps 150            # needs runs/pretrain-tiny/model
     python bench/conversion_ablation.py --pretrain             # trains it first (tiny pretrain config)
     python bench/conversion_ablation.py --steps 300 --seeds 0 1 2 --json runs/ablation.json
+    python bench/conversion_ablation.py --report runs/ablation.json   # the table of a saved run (or part)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CORRUPTIONS = {
     "position_dependent": "dlm.core.masking.PositionDependent",
     "uniform": "dlm.core.masking.Uniform",
 }
+RATIOS = ["0.15", "0.5", "0.9"]
 MATRICES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
 
 
@@ -94,7 +96,7 @@ def table(rows: dict[tuple[str, str], list[dict[str, float]]], ratios: list[str]
     head = (
         ["pattern", "corruption"]
         + [f"CE@{r}" for r in ratios]
-        + ["AR CE", "drift (matrices)", "drift (embed)", "TPF", "AR NLL of output", "s"]
+        + ["AR CE", "drift (matrices)", "drift (embed)", "TPF", "AR NLL of output", "distinct 4-grams", "s"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (pattern, corruption), runs in rows.items():
@@ -105,6 +107,7 @@ def table(rows: dict[tuple[str, str], list[dict[str, float]]], ratios: list[str]
         cells += [cell([r["test/drift/embed"] for r in runs], 3)]
         cells += [cell([r.get("test/block/tpf", float("nan")) for r in runs], 2)]
         cells += [cell([r.get("test/block/ar_nll", float("nan")) for r in runs], 3)]
+        cells += [cell([r.get("test/block/distinct4", float("nan")) for r in runs], 3)]
         cells += [f"{statistics.fmean(r['seconds'] for r in runs):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -124,7 +127,14 @@ def main_bench() -> None:
     parser.add_argument("--out", default="runs/conversion-ablation", help="where the variants run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every row per seed")
     parser.add_argument("--json", help="write every seed's results here (after each run)")
+    parser.add_argument("--report", help="print the table of a --json file (finished or not) and exit")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        rows = {(pattern, corruption): runs for pattern, corruption, runs in saved["rows"] if runs}
+        print(f"seeds run: {sorted({r['seed'] for runs in rows.values() for r in runs})}\n")
+        print(table(rows, RATIOS))
+        return
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -134,7 +144,6 @@ def main_bench() -> None:
         raise SystemExit(
             f"{args.init_from} does not exist; run with --pretrain or point --init-from at an AR checkpoint"
         )
-    ratios = ["0.15", "0.5", "0.9"]
     # The AR model itself (mask row added, no training): what conversion starts from.
     variants = [("(AR start, 0 steps)", "-")] + list(itertools.product(PATTERNS, CORRUPTIONS))
     rows: dict[tuple[str, str], list[dict[str, float]]] = {v: [] for v in variants}
@@ -153,7 +162,7 @@ def main_bench() -> None:
         f"\n{args.steps} steps per variant from {args.init_from}, seeds {args.seeds}; torch "
         f"{torch.__version__} on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads\n"
     )
-    print(table({k: v for k, v in rows.items() if v}, ratios))
+    print(table({k: v for k, v in rows.items() if v}, RATIOS))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ def humaneval(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
             {"task_id": t, "completion": cut(tok.decode(tokens), STOP_SEQUENCES)}
             for t, tokens in zip(tasks * n, run.tokens, strict=True)
         ]
+        print(f"dlm-eval: {name}: {len(samples)} completions in {run.stats.seconds:.0f} s", file=sys.stderr)
         began = time.perf_counter()
         result = score(problems, samples, args.timeout, args.memory_mb, args.workers)
         row = {**run.row(ar_run), **result.summary(), "score_seconds": time.perf_counter() - began}

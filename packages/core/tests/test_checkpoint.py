@@ -148,3 +148,28 @@ def test_training_records_of_newer_writers_read_and_bad_ones_are_named(tmp_path)
     (tmp_path / "ckpt/dlm.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="the 'training' record's block_size must be int, got '8'"):
         load_model(tmp_path / "ckpt")
+
+
+def save_sharded(folder, model, extra=None):
+    """A distributed Lightning checkpoint folder as one process writes it: shards + meta.pt."""
+    import torch.distributed.checkpoint as dcp
+
+    state = {f"model.{k}": v for k, v in model.state_dict().items()} | (extra or {})
+    dcp.save({"state_dict": state}, storage_writer=dcp.FileSystemWriter(str(folder)), no_dist=True)
+    torch.save({"dlm": checkpoint_record(model, ByteTokenizer()), "global_step": 3}, folder / "meta.pt")
+
+
+def test_a_sharded_checkpoint_folder_runs_no_code(tmp_path):
+    import pickle
+
+    model, marker = tiny(), tmp_path / "payload-ran"
+    save_sharded(tmp_path / "good", model)
+    assert torch.equal(logits(load_model(tmp_path / "good")[0]), logits(model))
+    save_sharded(tmp_path / "item", model, {"model.extra": Payload(marker)})
+    with pytest.raises(ValueError, match="item: refused to load: it holds a pickled posix.system"):
+        load_model(tmp_path / "item")
+    save_sharded(tmp_path / "metadata", model)
+    (tmp_path / "metadata/.metadata").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ValueError, match="metadata: refused to load: it holds a pickled posix.system"):
+        load_model(tmp_path / "metadata")
+    assert not marker.exists()

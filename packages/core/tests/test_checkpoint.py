@@ -150,17 +150,23 @@ def test_training_records_of_newer_writers_read_and_bad_ones_are_named(tmp_path)
         load_model(tmp_path / "ckpt")
 
 
-def save_sharded(folder, model, extra=None):
+def save_sharded(folder, model, extra=None, optimizer=None):
     """A distributed Lightning checkpoint folder as one process writes it: shards + meta.pt."""
     import torch.distributed.checkpoint as dcp
 
     state = {f"model.{k}": v for k, v in model.state_dict().items()} | (extra or {})
-    dcp.save({"state_dict": state}, storage_writer=dcp.FileSystemWriter(str(folder)), no_dist=True)
+    saved = {
+        "state_dict": state,
+        "optimizer": optimizer or {"param_groups": [{"lr": 0.1, "betas": (0.9, 0.95)}]},
+    }
+    dcp.save(saved, storage_writer=dcp.FileSystemWriter(str(folder)), no_dist=True)
     torch.save({"dlm": checkpoint_record(model, ByteTokenizer()), "global_step": 3}, folder / "meta.pt")
 
 
 def test_a_sharded_checkpoint_folder_runs_no_code(tmp_path):
     import pickle
+
+    from dlm.core.distributed_checkpoint import check_distributed_checkpoint
 
     model, marker = tiny(), tmp_path / "payload-ran"
     save_sharded(tmp_path / "good", model)
@@ -172,4 +178,16 @@ def test_a_sharded_checkpoint_folder_runs_no_code(tmp_path):
     (tmp_path / "metadata/.metadata").write_bytes(pickle.dumps(Payload(marker)))
     with pytest.raises(ValueError, match="metadata: refused to load: it holds a pickled posix.system"):
         load_model(tmp_path / "metadata")
+    # What a resume reads through torch's own reader is checked first (dlm.training calls this).
+    check_distributed_checkpoint(tmp_path / "good")
+    save_sharded(tmp_path / "optimizer", model, optimizer={"param_groups": [{"lr": Payload(marker)}]})
+    with pytest.raises(ValueError, match="optimizer: refused to load: it holds a pickled posix.system"):
+        check_distributed_checkpoint(tmp_path / "optimizer")
+    with pytest.raises(
+        ValueError, match="metadata: refused to load: its .metadata holds a pickled posix.system"
+    ):
+        check_distributed_checkpoint(tmp_path / "metadata")
+    (tmp_path / "metadata/.metadata").unlink()
+    with pytest.raises(ValueError, match="metadata: not a readable distributed checkpoint"):
+        check_distributed_checkpoint(tmp_path / "metadata")
     assert not marker.exists()

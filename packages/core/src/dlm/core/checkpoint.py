@@ -221,32 +221,11 @@ def read_sharded_checkpoint(folder: str | Path, map_location: Any = "cpu") -> di
     """A distributed Lightning checkpoint folder (torch.distributed.checkpoint shards + meta.pt) as one
     checkpoint dict, on one process: meta.pt's contents and the whole `state_dict` (the optimizer's
     shards are not read). Nothing in the folder runs code (dlm.core.distributed_checkpoint)."""
-    from torch.distributed.checkpoint.api import CheckpointException
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
-
-    from dlm.core.distributed_checkpoint import SafeReader, SafeWholeLoadPlanner
+    from dlm.core.distributed_checkpoint import load_distributed
 
     folder = Path(folder)
     checkpoint = read_torch_file(folder / SHARDED_METADATA, map_location)
-    state: dict[str, Any] = {}
-    try:
-        _load_state_dict(
-            state,
-            storage_reader=SafeReader(folder),
-            planner=SafeWholeLoadPlanner(keys={"state_dict"}),
-            no_dist=True,
-        )
-    except (Exception, CheckpointException) as err:  # a refused pickle, missing or cut-short shards
-        if isinstance(err, CheckpointException):  # a BaseException wrapping each rank's error
-            err = next(iter(err.failures.values()))[0]
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if found:
-            raise ValueError(
-                f"{folder}: refused to load: it holds a pickled {found.group(1)}, not only the tensors "
-                "and plain values dlm writes (no code runs from a checkpoint)"
-            ) from None
-        raise ValueError(f"{folder}: not a readable distributed checkpoint ({_reason(err)})") from None
-    checkpoint["state_dict"] = state["state_dict"]
+    checkpoint["state_dict"] = load_distributed(folder, {"state_dict"})["state_dict"]
     return checkpoint
 
 

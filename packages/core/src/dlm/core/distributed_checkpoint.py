@@ -14,12 +14,15 @@ from __future__ import annotations
 import io
 import pickle
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
-from torch.distributed.checkpoint.metadata import StorageMeta
+from torch.distributed.checkpoint.metadata import BytesStorageMetadata, StorageMeta
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
 METADATA_CLASSES = {
     "torch.distributed.checkpoint.metadata": {
@@ -84,3 +87,42 @@ class SafeLoadPlanner(WeightsOnlyBytes, DefaultLoadPlanner):
 
 class SafeWholeLoadPlanner(WeightsOnlyBytes, _EmptyStateDictLoadPlanner):
     """Rebuilds the saved state dict (the `keys` given) on one process, with weights-only bytes."""
+
+
+def load_distributed(folder: str | Path, keys: set[str]) -> dict[str, Any]:
+    """The saved entries named by `keys` (top-level or flattened names), rebuilt on this process;
+    a one-line ValueError for a folder that holds more than tensors and plain values, or is damaged."""
+    state: dict[str, Any] = {}
+    try:
+        _load_state_dict(
+            state, storage_reader=SafeReader(folder), planner=SafeWholeLoadPlanner(keys=keys), no_dist=True
+        )
+    except (Exception, CheckpointException) as err:  # CheckpointException is a BaseException
+        if isinstance(err, CheckpointException):
+            err = next(iter(err.failures.values()))[0]
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise ValueError(
+                f"{folder}: refused to load: it holds a pickled {found.group(1)}, not only the tensors "
+                "and plain values dlm writes (no code runs from a checkpoint)"
+            ) from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(err).__name__
+        raise ValueError(f"{folder}: not a readable distributed checkpoint ({reason})") from None
+    return state
+
+
+def check_distributed_checkpoint(folder: str | Path) -> None:
+    """Refuse, before torch's own reader (pickle.load, weights_only=False) reads it, a folder whose
+    metadata or non-tensor items hold more than tensors and plain values; reads no tensor."""
+    try:
+        metadata = SafeReader(folder).read_metadata()
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else "unreadable metadata"
+        raise ValueError(f"{folder}: refused to load: its .metadata holds {what}") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{folder}: not a readable distributed checkpoint ({err})") from None
+    items = {k for k, v in metadata.state_dict_metadata.items() if isinstance(v, BytesStorageMetadata)}
+    if items:
+        load_distributed(folder, items)

@@ -82,6 +82,9 @@ def check_checkpoint_file(path: str | None) -> None:
             raise ValueError(
                 f"{path}: a folder but not a distributed checkpoint ({' and '.join(missing)} missing)"
             )
+        from dlm.core.distributed_checkpoint import check_distributed_checkpoint
+
+        check_distributed_checkpoint(path)  # torch's reader would unpickle .metadata unchecked
         path = str(Path(path) / SHARDED_METADATA)
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

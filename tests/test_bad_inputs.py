@@ -8,6 +8,8 @@ the configuration does not parse) follows the line `main` printed to stderr."""
 import json
 import os
 
+import datasets.config
+import huggingface_hub.constants
 import lightning
 import pytest
 import torch
@@ -160,6 +162,9 @@ def test_bad_input_is_one_line_and_leaves_no_checkpoint(
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("DLM_CACHE_DIR", str(tmp_path / "cache"))
+    # Offline as the CI machine is, without the hub client's retries (26 s for an unknown corpus).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     for var in (
         "NODE_RANK",
         "GROUP_RANK",

@@ -158,3 +158,18 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused_before_it_runs(make_mode
         f"dlm-decode: error: {tmp_path}/x.ckpt: refused to load: it holds a pickled posix.system"
     )
     assert err.count("\n") == 1 and not marker.exists()
+
+
+def test_cross_block_with_a_drafter_module_drafter_is_one_line(checkpoint, make_model, tmp_path, capsys):
+    from dlm.core.checkpoint import TrainingRecord
+
+    tok = ByteTokenizer()
+    drafter = make_model(vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, dtype=torch.float32)
+    trained = TrainingRecord("DrafterModule", block_size=8, k=7, token_shift=True)
+    save_checkpoint(drafter, tok, tmp_path / "drafter", trained)
+    (tmp_path / "p.txt").write_text("hi\n")
+    args = ["--checkpoint", str(checkpoint), "--prompts", str(tmp_path / "p.txt"), "--decoder", "drafter"]
+    assert main([*args, "--drafter", str(tmp_path / "drafter"), "--cross-block"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlm-decode: error: cross_block=True drafts from the logit after the draft block")
+    assert err.count("\n") == 1

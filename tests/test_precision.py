@@ -20,7 +20,7 @@ CONFIGS = ["pretrain", "conversion", "trimode", "drafter"]
 REL_TOL = 2e-2
 
 
-def shrink(name: str, tiny_inputs: dict, root: Path, precision: str) -> Path:
+def shrink(name: str, tiny_inputs: dict, root: Path, precision: str, accelerator: str = "cpu") -> Path:
     config = yaml.safe_load((ROOT / f"apps/{name}/configs/tiny.yaml").read_text())
     model = config["model"]["init_args"]
     shape = {"dim": 32, "n_layers": 2, "n_heads": 2, "max_seq_len": 64}
@@ -46,6 +46,8 @@ def shrink(name: str, tiny_inputs: dict, root: Path, precision: str) -> Path:
     run = root / precision
     config["trainer"] = {
         "max_steps": 2,
+        "accelerator": accelerator,
+        "devices": 1,
         "precision": precision,
         "limit_val_batches": 0,
         "limit_test_batches": 1,
@@ -79,27 +81,49 @@ def metrics(run: Path) -> dict[str, dict[int, float]]:
     return values
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CONFIGS)
-def test_tiny_config_trains_and_decodes_in_bf16(name, tiny_inputs, tmp_path, monkeypatch):
+def run_precisions(name, tiny_inputs, tmp_path, monkeypatch, precisions, accelerator="cpu"):
+    """{precision: logged metrics} of the 2-step fit (and test) of the shrunk config in each."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     torch.set_num_threads(1)
     runs = {}
-    for precision in ("32-true", "bf16-mixed", "bf16-true"):
-        main(["fit", "--config", str(shrink(name, tiny_inputs, tmp_path / name, precision))])
+    for precision in ("32-true", *precisions):
+        config = shrink(name, tiny_inputs, tmp_path / name, precision, accelerator)
+        main(["fit", "--config", str(config)])
         runs[precision] = metrics(tmp_path / name / precision)
+    return runs
+
+
+def check_against_fp32(name, runs, precisions):
     reference = runs["32-true"]["train/loss"]
     assert sorted(reference) == [0, 1]
-    for precision in ("bf16-mixed", "bf16-true"):
+    has_decoders = (
+        "decoders"
+        in yaml.safe_load((ROOT / f"apps/{name}/configs/tiny.yaml").read_text())["model"]["init_args"]
+    )
+    for precision in precisions:
         losses = runs[precision]["train/loss"]
         assert sorted(losses) == [0, 1], precision
         for step, loss in losses.items():
             assert math.isfinite(loss), (precision, step)
             assert loss == pytest.approx(reference[step], rel=REL_TOL), (precision, step)
-        # The test stage ran the config's decoders on the bf16 model (mixed: under autocast).
+        # The test stage ran the config's decoders on the low-precision model (mixed: under autocast).
         decoded = [key for key in runs[precision] if key.startswith("test/") and "tpf" in key.lower()]
-        assert bool(decoded) == (
-            "decoders"
-            in yaml.safe_load((ROOT / f"apps/{name}/configs/tiny.yaml").read_text())["model"]["init_args"]
-        ), decoded
+        assert bool(decoded) == has_decoders, decoded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONFIGS)
+def test_tiny_config_trains_and_decodes_in_bf16(name, tiny_inputs, tmp_path, monkeypatch):
+    precisions = ("bf16-mixed", "bf16-true")
+    check_against_fp32(name, run_precisions(name, tiny_inputs, tmp_path, monkeypatch, precisions), precisions)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", CONFIGS)
+def test_tiny_config_trains_and_decodes_on_gpu_in_fp16_and_bf16(name, tiny_inputs, tmp_path, monkeypatch):
+    # On CPU Lightning turns 16-mixed into bf16-mixed: only a GPU tests fp16 (with its grad scaler).
+    precisions = ("16-mixed", "bf16-mixed")
+    runs = run_precisions(name, tiny_inputs, tmp_path, monkeypatch, precisions, accelerator="gpu")
+    check_against_fp32(name, runs, precisions)

@@ -23,6 +23,7 @@ from typing import Any
 
 from jsonargparse import ArgumentError
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -32,8 +33,9 @@ from dlm.training.modules import LanguageModule
 from dlm.training.preflight import check_launcher, check_writable
 from dlm.training.random_state import RandomState
 
-# Errors our code raises for bad input or a failed run: printed as one line, no traceback.
-EXPECTED = (ValueError, FileNotFoundError, FloatingPointError)
+# Errors raised for bad input or a failed run, by our code or by Lightning for a trainer setting
+# (MisconfigurationException) or an accelerator whose library is missing: one line, no traceback.
+EXPECTED = (ValueError, FileNotFoundError, FloatingPointError, MisconfigurationException, ModuleNotFoundError)
 
 
 def model_tokenizer(model: LanguageModule) -> Any:

@@ -3,6 +3,8 @@ and the checkpoint record that lets dlm.core.load_model read a Lightning .ckpt."
 
 from __future__ import annotations
 
+import logging
+import resource
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,6 +19,8 @@ from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
 from dlm.training.parallel import data_parallel_mesh, is_sharded, parallelize
+
+log = logging.getLogger("lightning.pytorch.dlm")  # Lightning's handler prints it on every rank
 
 
 def check_block_size(block_size: Any) -> int:
@@ -85,6 +89,12 @@ class LanguageModule(pl.LightningModule):
         strategy = self.trainer.strategy
         checkpointing = getattr(strategy, "activation_checkpointing", False)
         parallelize(self.model, data_parallel_mesh(mesh), str(self.trainer.precision), checkpointing)
+        # Every rank built or loaded the whole model before sharding it: say what that cost here.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        log.info(
+            f"rank {self.global_rank}: model sharded over {mesh.size()} processes; peak host memory "
+            f"so far {peak:.0f} MiB (init_from loads the whole model on every rank)"
+        )
 
     def configure_optimizers(self) -> dict:
         return configure(self.model, self.optimization, int(self.trainer.estimated_stepping_batches))

@@ -12,7 +12,8 @@ The next anchor t' comes from:
   t' is one more masked position of the block, filled by the same rule in the same forwards as the
   others (it is emitted with the block, never for free), so it is known before the commit and the
   commit rides in the next block's first forward: `[block (commit) ; t', MASK x (B-1) (draft, sees
-  the block)]`.
+  the block)]`. (Carrying an unconfident t' masked into the next block instead would draft a block
+  training never shows: the anchor rule never corrupts a block's first position.)
 - no fold: a separate commit forward over the block, whose last (clean, next-token) logit gives t'
   (that forward's one prediction, so it commits exactly one token).
 

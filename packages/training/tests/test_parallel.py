@@ -151,6 +151,7 @@ def test_distributed_checkpoint_is_replaced_whole_or_not_at_all(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         strategy.save_checkpoint({"step": "2"}, last)
     assert (last / "__0_0.distcp").read_text() == "1" and torch.load(last / "meta.pt")["step"] == "1"
+    (tmp_path / ".last.ckpt.link-dead").symlink_to(last.resolve().name)  # killed before its rename
     strategy.save_checkpoint({"step": "3"}, last)
     assert (last / "__0_0.distcp").read_text() == "3"
     assert len(list(tmp_path.iterdir())) == 2, "the killed writer's folder and the old one are removed"

@@ -139,8 +139,11 @@ class ShardedStrategy(ModelParallelStrategy):
         staging = path.parent / f".{path.name}.{self.broadcast(uuid.uuid4().hex[:8])}"
         if self.global_rank == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
+            current = path.resolve() if path.is_symlink() else None
             for stale in path.parent.glob(f".{path.name}.*"):  # of a writer killed mid-save
-                if stale.is_dir() and not (path.is_symlink() and path.resolve() == stale.resolve()):
+                if stale.is_symlink():
+                    stale.unlink()
+                elif stale.is_dir() and stale.resolve() != current:
                     shutil.rmtree(stale, ignore_errors=True)
         self.barrier("dlm-checkpoint-clean")
         super().save_checkpoint(checkpoint, staging)

@@ -24,9 +24,17 @@ def test_rope_keeps_the_input_dtype():
     torch.testing.assert_close(rotated.float(), apply_rope(x, cos, sin), atol=3e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize("mask", [Causal(), TriMode(block_size=8, seq_len=16)], ids=["causal", "trimode"])
-def test_autocast_forward_and_backward_match_fp32(mask):
-    model = tiny()
+@pytest.mark.parametrize(
+    "mask,backend",
+    [
+        (Causal(), None),
+        (TriMode(block_size=8, seq_len=16), None),
+        (TriMode(block_size=8, seq_len=16), "split"),
+    ],
+    ids=["causal", "trimode-sdpa", "trimode-split"],
+)
+def test_autocast_forward_and_backward_match_fp32(mask, backend):
+    model = tiny(attention_backend=backend)
     length = 32 if isinstance(mask, TriMode) else 16
     tokens = torch.randint(0, 40, (2, length))
     positions = torch.arange(length).remainder(16).expand(2, -1)

@@ -113,6 +113,25 @@ def table(rows: dict[tuple[str, str], list[dict[str, float]]], ratios: list[str]
     return "\n".join(lines)
 
 
+def paired(rows: dict[tuple[str, str], list[dict[str, float]]]) -> str:
+    """position_dependent - uniform per pattern, seed by seed (a seed fixes the data order and the
+    held-out masks, so the difference cancels the eval sample's noise): mean ± sample std."""
+    lines = []
+    for pattern in PATTERNS:
+        pd, un = rows.get((pattern, "position_dependent"), []), rows.get((pattern, "uniform"), [])
+        both = [(a, b) for a in pd for b in un if a["seed"] == b["seed"]]
+        if not both:
+            continue
+        keys = [f"test/ce@{x}" for x in RATIOS] + ["test/ar_loss", "test/block/tpf"]
+        diffs = [cell([a[k] - b[k] for a, b in both], 3) for k in keys]
+        names = [f"CE@{x}" for x in RATIOS] + ["AR CE", "TPF"]
+        lines.append(
+            f"{pattern}, position_dependent - uniform over {len(both)} seeds: "
+            + ", ".join(f"{n} {d}" for n, d in zip(names, diffs, strict=True))
+        )
+    return "\n".join(lines)
+
+
 def main_bench() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,6 +153,7 @@ def main_bench() -> None:
         rows = {(pattern, corruption): runs for pattern, corruption, runs in saved["rows"] if runs}
         print(f"seeds run: {sorted({r['seed'] for runs in rows.values() for r in runs})}\n")
         print(table(rows, RATIOS))
+        print("\n" + paired(rows))
         return
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"--seeds must be distinct, got {args.seeds}")

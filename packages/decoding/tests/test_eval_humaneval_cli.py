@@ -140,6 +140,8 @@ def test_sampling_needs_samples_and_reports_the_estimator(toy, capsys):
             "--decoder block needs a [MASK] token, but the checkpoint has none",
         ),
         (["--samples", "3"], "checkpoint", "greedy decoding gives one completion per problem; --samples 3"),
+        (["--threads", "0"], "checkpoint", "--threads must be a positive integer, got 0"),
+        (["--device", "nodevice"], "checkpoint", "--device 'nodevice' cannot be used here"),
     ],
 )
 def test_bad_input_is_one_clear_error(toy, capsys, extra, checkpoint, message):

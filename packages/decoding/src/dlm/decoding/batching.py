@@ -105,8 +105,20 @@ def add_decoder_options(
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def check_machine(args: argparse.Namespace) -> None:
+    """Refuse --threads below 1 and a --device torch cannot name or allocate on, before loading."""
+    if args.threads is not None and args.threads <= 0:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+    try:
+        torch.empty(0, device=torch.device(args.device))
+    except (RuntimeError, AssertionError) as err:  # torch raises both for an unusable device
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--device {args.device!r} cannot be used here ({reason})") from None
+
+
 def load_models(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(model, tokenizer, drafter or None) as the arguments say."""
+    check_machine(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.checkpoint)

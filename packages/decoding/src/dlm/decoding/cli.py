@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dlm.core.corpora import EMBEDDED, embedded_documents
 from dlm.decoding.batching import Run, add_decoder_options, build, decode_all, load_models
 
@@ -89,24 +87,12 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[list[int]]]:
     """(model, tokenizer, drafter or None, prompts) as the arguments say."""
-    check_machine(args)
     model, tokenizer, drafter = load_models(args)
     if args.prompts:
         prompts = read_prompts(args.prompts, tokenizer)
     else:
         prompts = corpus_prompts(args.corpus, args.split, args.num_prompts, args.prompt_tokens, tokenizer)
     return model, tokenizer, drafter, prompts
-
-
-def check_machine(args: argparse.Namespace) -> None:
-    """Refuse --threads below 1 and a --device torch cannot name or allocate on, before loading."""
-    if args.threads is not None and args.threads <= 0:
-        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
-    try:
-        torch.empty(0, device=torch.device(args.device))
-    except (RuntimeError, AssertionError) as err:  # torch raises both for an unusable device
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--device {args.device!r} cannot be used here ({reason})") from None
 
 
 def run(args: argparse.Namespace) -> tuple[list[Run], list[dict[str, Any]]]:

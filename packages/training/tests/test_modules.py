@@ -177,3 +177,16 @@ def test_the_data_modules_seq_len_is_checked_before_training(
     with pytest.raises(ValueError, match=message):
         trainer(tmp_path, steps=1).fit(make(), datamodule=dm)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_every_modules_checkpoint_records_how_it_trains():
+    """Decoders read block size, k and shift from the record; every module writes it to its .ckpt."""
+    for module, expected in (
+        (ARLanguageModel(architecture=TINY), ("ARLanguageModel", None)),
+        (ConversionModule(architecture=TINY, block_size=8), ("ConversionModule", 8)),
+    ):
+        checkpoint = {}
+        module.on_save_checkpoint(checkpoint)
+        record = checkpoint["dlm"]["training"]
+        assert (record["module"], record["block_size"]) == expected
+        assert record["token_shift"] == module.model.config.token_shift

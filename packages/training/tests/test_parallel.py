@@ -3,6 +3,7 @@ traps around it: tensor parallelism, fp16, LanguageModule.sharded, folder checkp
 crash-safe, and a sharded checkpoint of another model refused before its shards load."""
 
 import os
+import pickle
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,3 +178,27 @@ def test_a_sharded_checkpoint_of_another_model_is_refused_before_loading(tmp_pat
     strategy._lightning_module = module
     with pytest.raises(ValueError, match="holds a model with dim=48 but this run's model has dim=32"):
         strategy.load_checkpoint(folder)
+
+
+def test_resuming_a_sharded_folder_runs_no_code(tmp_path):
+    """`--ckpt_path last` resolves to the folder inside Lightning, past the CLI's file check."""
+    folder, marker = tmp_path / "last.ckpt", tmp_path / "payload-ran"
+    folder.mkdir()
+    model = Transformer(CONFIG.replace(n_kv_heads=None, vocab_size=260))
+    torch.save({"dlm": checkpoint_record(model, ByteTokenizer())}, folder / "meta.pt")
+    (folder / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+    strategy = ShardedStrategy()
+    strategy._lightning_module = ARLanguageModel(
+        architecture=Architecture(dim=32, n_layers=2, n_heads=4, max_seq_len=32)
+    )
+    with pytest.raises(ValueError, match="refused to load: its .metadata holds a pickled posix.system"):
+        strategy.load_checkpoint(folder)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

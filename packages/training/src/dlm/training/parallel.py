@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
 from dlm.core.checkpoint import read_torch_file
+from dlm.core.distributed_checkpoint import check_distributed_checkpoint
 from dlm.training.checkpointing import check_same_model, sync_directory
 
 POLICIES = {
@@ -168,6 +169,8 @@ class ShardedStrategy(ModelParallelStrategy):
         if (path / _METADATA_FILENAME).is_file():  # refuse another model before the shards load
             meta = read_torch_file(path / _METADATA_FILENAME)
             check_same_model(meta, self.lightning_module.model.config, str(path))
+        if path.is_dir():  # torch's reader unpickles .metadata and non-tensor items unchecked
+            check_distributed_checkpoint(path)
         return super().load_checkpoint(checkpoint_path, weights_only)
 
 

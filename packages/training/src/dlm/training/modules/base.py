@@ -15,6 +15,7 @@ from torch import Tensor
 from dlm.core.checkpoint import checkpoint_record
 from dlm.core.protocols import Tokenizer
 from dlm.training.architecture import Architecture
+from dlm.training.callbacks import training_record
 from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
@@ -101,6 +102,7 @@ class LanguageModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dlm"] = checkpoint_record(self.model, self.tokenizer)
+        checkpoint["dlm"]["training"] = training_record(self).to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         source = self._trainer.ckpt_path if self._trainer is not None else None

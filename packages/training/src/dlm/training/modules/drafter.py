@@ -121,10 +121,6 @@ class DrafterModule(LanguageModule):
                     f"[anchor, MASK x {block - 1}] blocks (block_size {block}){unscored}"
                 )
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["dlm"]["training"] = training_record(self).to_dict()
-
     def setup(self, stage: str) -> None:
         super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -29,7 +29,8 @@ def test_each_failure_mode_fails_only_its_program(tmp_path):
     sources = [GOOD]
     for source in bad.values():
         sources += [source, GOOD]
-    outcomes = run_programs(sources, timeout=2.0, memory_mb=256, workers=2)
+    # 6 s: a passing program must not time out on a loaded 2-core CI machine.
+    outcomes = run_programs(sources, timeout=6.0, memory_mb=256, workers=2)
     assert [o.passed for o in outcomes[::2]] == [True] * (len(bad) + 1)
     for (name, _), outcome in zip(bad.items(), outcomes[1::2], strict=True):
         assert not outcome.passed, name

@@ -27,9 +27,8 @@ class Targets(NamedTuple):
 class MaskedDiffusionLoss:
     """sum over targets of weight * CE, divided by the number of tokens (batch x L).
 
-    Targets are the corrupted positions, each weighted by its corruption weight (1/t, or 1/π_i(m) for
-    PositionDependent; 1 when
-    `weighted` is False). With token shift (the model config's `token_shift`, on by default) the
+    Targets are the corrupted positions, each weighted by its corruption weight (1/t, or 1/π_i(m)
+    for PositionDependent; 1 when `weighted` is False). With token shift (the model config's `token_shift`, on by default) the
     logit at j-1 predicts position j, and the anchor of every block after the first, predicted at
     the previous noisy block's last position, is a target too (weight `cross_block_weight`): a
     decoder reads "the token after the block" there. A pattern in which the noisy sequence shows

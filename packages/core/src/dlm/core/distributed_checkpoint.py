@@ -2,7 +2,7 @@
 from it.
 
 torch's FileSystemReader unpickles the folder's `.metadata` with plain pickle.load, and its
-DefaultLoadPlanner reads every non-tensor item with torch.load(weights_only=False), so a hostile
+DefaultLoadPlanner reads every non-tensor item with torch.load with weights_only off, so a hostile
 folder runs code as it is read. Here the metadata goes through an unpickler that admits exactly the
 classes torch writes there (checkpoint metadata, torch.Size, dtypes, layouts, paths), and every
 non-tensor item must load with torch.load(weights_only=True) before the planner stores it.
@@ -113,7 +113,7 @@ def load_distributed(folder: str | Path, keys: set[str]) -> dict[str, Any]:
 
 
 def check_distributed_checkpoint(folder: str | Path) -> None:
-    """Refuse, before torch's own reader (pickle.load, weights_only=False) reads it, a folder whose
+    """Refuse, before torch's own reader (pickle.load, weights_only off) reads it, a folder whose
     metadata or non-tensor items hold more than tensors and plain values; reads no tensor."""
     try:
         metadata = SafeReader(folder).read_metadata()

@@ -1,4 +1,4 @@
-"""Every mask against an independent brute-force loop over the DESIGN §3 table, and its mask_mod
+"""Every mask against an independent brute-force loop over the docs/DESIGN.md §3 table, and its mask_mod
 evaluated one scalar at a time against its materialize."""
 
 import pytest

@@ -1,6 +1,6 @@
 """Fused self-speculation: one forward verifies the current drafts and drafts the next block.
 
-Our formulation (following DESIGN §7 and the anchor convention). With pending token t at position
+Our formulation (following docs/DESIGN.md §7 and the anchor convention). With pending token t at position
 c and drafts d_1..d_m, a fused forward holds, per row:
 
 - the verify segment `[t, d_1..d_m]` at c..c+m (causal, committed: cropped after acceptance);

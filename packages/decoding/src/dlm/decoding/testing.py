@@ -2,7 +2,7 @@
 
 Pure torch (dlm.decoding never imports dlm.training): the TriMode mask over [x_t ; x_0], the anchor
 rule (each noisy block's first token is never corrupted), a diffusion cross-entropy on the noisy
-half and an AR cross-entropy on the clean half, as DESIGN §4-6 describe, in a few dozen lines. A
+half and an AR cross-entropy on the clean half, as docs/DESIGN.md §4-6 describe, in a few dozen lines. A
 model trained this way drafts the pattern perfectly, so self-speculation accepts every draft.
 """
 

@@ -41,3 +41,16 @@ def test_warmup_then_cosine_to_min_ratio():
     assert lr_factor(60, 10, 110, 0.1) == pytest.approx(0.55)
     assert lr_factor(110, 10, 110, 0.1) == pytest.approx(0.1)
     assert lr_factor(500, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+def test_apply_keeps_the_first_layers_and_refuses_more():
+    ckpt = ModelConfig(vocab_size=260, dim=64, n_heads=2, n_layers=6)
+    assert Architecture(n_layers=2).apply(ckpt, "x") == ckpt.replace(n_layers=2)
+    assert Architecture(n_layers=6).apply(ckpt, "x") == ckpt
+    with pytest.raises(
+        ValueError,
+        match=r"ck: architecture.n_layers=8 cannot truncate the checkpoint's 6 layers; keep between 1 and 6",
+    ):
+        Architecture(n_layers=8).apply(ckpt, "ck")
+    with pytest.raises(ValueError, match="architecture.n_layers=0 cannot truncate"):
+        Architecture(n_layers=0).apply(ckpt, "ck")

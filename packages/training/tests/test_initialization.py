@@ -2,8 +2,10 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models
 
+from dlm.attention import Causal
 from dlm.core import ByteTokenizer, HFTokenizer, ModelConfig, Transformer, save_checkpoint, to_hf
 from dlm.training import Architecture, ARLanguageModel, ConversionModule
+from dlm.training.initialization import ensure_mask_token, load_initial
 
 TINY = Architecture(dim=32, n_layers=1, n_heads=2, max_seq_len=64)
 
@@ -74,3 +76,43 @@ def test_bad_init_is_named(tmp_path, ar_dir):
         ARLanguageModel(init_from=str(directory), seq_len=128)
     with pytest.raises(ValueError, match="block_size must be an integer >= 2"):
         ConversionModule(init_from=str(directory), block_size=1)
+
+
+def test_n_layers_keeps_the_first_blocks_exactly(tmp_path):
+    """The truncated model's logits equal a model built by hand from the first two blocks."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=260, dim=32, n_layers=4, n_heads=2, max_seq_len=64, tie_embeddings=False)
+    full = Transformer(config)
+    directory = save_checkpoint(full, ByteTokenizer(), tmp_path / "ar")
+    cut = ARLanguageModel(init_from=str(directory), architecture=Architecture(n_layers=2)).model
+    reference = Transformer(config.replace(n_layers=2))
+    with torch.no_grad():
+        reference.embed.weight.copy_(full.embed.weight)
+        reference.norm.weight.copy_(full.norm.weight)
+        reference.lm_head.weight.copy_(full.lm_head.weight)
+        for i in range(2):
+            reference.layers[i].load_state_dict(full.layers[i].state_dict())
+    tokens, positions = torch.randint(0, 256, (2, 16)), torch.arange(16)[None].expand(2, -1)
+    assert cut.config.n_layers == 2 and len(cut.layers) == 2
+    logits = cut(tokens, positions, Causal())
+    torch.testing.assert_close(logits, reference(tokens, positions, Causal()), rtol=0, atol=0)
+    assert not torch.equal(logits, full(tokens, positions, Causal()))  # the cut changed the model
+    with pytest.raises(ValueError, match="architecture.n_layers=5 cannot truncate the checkpoint's 4 layers"):
+        ARLanguageModel(init_from=str(directory), architecture=Architecture(n_layers=5))
+
+
+def test_mask_token_reuses_an_existing_row(tmp_path):
+    vocab = {f"t{i}": i for i in range(29)} | {"<unused>": 29, "<eos>": 30}
+    tok = HFTokenizer(Tokenizer(models.WordLevel(vocab, unk_token="t0")), eos_id=30)
+    model = Transformer(ModelConfig(vocab_size=31, dim=32, n_layers=1, n_heads=2, max_seq_len=64))
+    loaded, own = load_initial(str(to_hf(model, tok, tmp_path / "hf")))
+    ensure_mask_token(loaded, own, add_mask_token=True, mask_token="<unused>")
+    assert own.mask_id == 29 == loaded.config.mask_token_id
+    assert loaded.config.vocab_size == 31 == own.vocab_size
+    keep = [i for i in range(31) if i != 29]
+    torch.testing.assert_close(loaded.embed.weight[29], model.embed.weight[keep].mean(0))
+    torch.testing.assert_close(loaded.embed.weight[keep], model.embed.weight[keep])
+    with pytest.raises(ValueError, match="mask_token '<unused>' needs a tokenizer with named tokens"):
+        ensure_mask_token(
+            Transformer(ModelConfig(260, dim=32, n_layers=1, n_heads=2)), ByteTokenizer(), True, "<unused>"
+        )

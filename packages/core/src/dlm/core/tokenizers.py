@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,22 @@ class HFTokenizer:
         self.mask_id = self.tok.token_to_id(ADDED_MASK_TOKEN)
         return self.mask_id
 
+    def use_mask_token(self, name: str) -> int:
+        """Make the existing token `name` (say an unused special token) [MASK], keeping the vocabulary:
+        a drafter then shares its target's rows exactly."""
+        token_id = self.tok.token_to_id(name)
+        if token_id is None:
+            raise ValueError(f"mask_token {name!r} is not a token of this tokenizer; name an existing token")
+        if self.mask_id is not None and self.mask_id != token_id:
+            raise ValueError(
+                f"the tokenizer already has a mask token ({self.tok.id_to_token(self.mask_id)!r}, id "
+                f"{self.mask_id}); mask_token {name!r} would replace it"
+            )
+        if token_id in (self.eos_id, self.pad_id, self.bos_id):
+            raise ValueError(f"mask_token {name!r} (id {token_id}) is the tokenizer's eos, pad or bos token")
+        self.mask_id = token_id
+        return token_id
+
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
@@ -154,6 +171,14 @@ class HFTokenizer:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what the tokenizer computes: its spec (for an HF tokenizer the whole tokenizer.json,
+    vocabulary and merges, and the eos/pad/bos ids) without the mask id, so a drafter that designates
+    one of its target's unused tokens as [MASK] still has its target's fingerprint."""
+    spec = {k: v for k, v in tokenizer.to_spec().items() if k != "mask_id"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tokenizer_from_spec(spec: dict[str, Any]) -> ByteTokenizer | HFTokenizer:

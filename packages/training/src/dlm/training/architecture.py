@@ -17,7 +17,8 @@ class Architecture:
     """dlm.core.ModelConfig's fields, all optional. From scratch, None takes ModelConfig's default
     (vocab_size: the tokenizer's). With `init_from`, None takes the checkpoint's value; a value set
     here must equal the checkpoint's, except token_shift, attention_backend and max_seq_len, which
-    it overrides."""
+    it overrides, and n_layers, which may be smaller: the model keeps the checkpoint's first n_layers
+    blocks (embeddings, final norm and head kept), as a drafter starting from its target does."""
 
     vocab_size: int | None = None
     """Rows of the embedding; None means the tokenizer's vocabulary (from scratch)."""
@@ -76,6 +77,13 @@ class Architecture:
         changes = {}
         for name, value in self.given().items():
             if name in OVERRIDABLE:
+                changes[name] = value
+            elif name == "n_layers" and value != config.n_layers:
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= config.n_layers:
+                    raise ValueError(
+                        f"{source}: architecture.n_layers={value!r} cannot truncate the checkpoint's "
+                        f"{config.n_layers} layers; keep between 1 and {config.n_layers}"
+                    )
                 changes[name] = value
             elif getattr(config, name) != value:
                 raise ValueError(

@@ -30,8 +30,8 @@ def initial_model(
     init_from: str | None,
     tokenizer: Tokenizer | None,
 ) -> tuple[Transformer, Tokenizer]:
-    """From `init_from` when given (architecture may only confirm its shapes or override
-    token_shift / attention_backend / max_seq_len), else a fresh model of `architecture` for
+    """From `init_from` when given (architecture may only confirm its shapes, override
+    token_shift / attention_backend / max_seq_len, or keep the first n_layers blocks), else a fresh model of `architecture` for
     `tokenizer` (ByteTokenizer by default)."""
     architecture = architecture or Architecture()
     if init_from is None:
@@ -51,19 +51,40 @@ def initial_model(
     config = architecture.apply(model.config, init_from)
     if config != model.config:
         rebuilt = Transformer(config)
-        load_weights(rebuilt, model.state_dict(), init_from)
+        load_weights(rebuilt, kept_layers(model.state_dict(), config.n_layers), init_from)
         model = rebuilt
     return model, own
 
 
-def ensure_mask_token(model: Transformer, tokenizer: Tokenizer, add_mask_token: bool) -> None:
+def kept_layers(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """`state` without the weights of blocks n_layers and above (`layers.<i>.`)."""
+    return {
+        name: tensor
+        for name, tensor in state.items()
+        if not (name.startswith("layers.") and int(name.split(".")[1]) >= n_layers)
+    }
+
+
+def ensure_mask_token(
+    model: Transformer, tokenizer: Tokenizer, add_mask_token: bool, mask_token: str | None = None
+) -> None:
     """Give the model (and, when needed, the tokenizer) a [MASK] token for diffusion training.
 
-    A tokenizer without one gets "<|mask|>" appended when add_mask_token is set; the model then
-    takes that id as its mask token, growing or reusing an embedding row initialised to the mean
-    embedding (a row an AR model never trained on, such as ByteTokenizer's [MASK], is reset too).
+    `mask_token` names an existing token of the tokenizer (an unused special token such as
+    SmolLM2's "<empty_output>") to serve as [MASK]: the vocabulary keeps its size, so a drafter
+    keeps its target's rows. Otherwise a tokenizer without one gets "<|mask|>" appended when
+    add_mask_token is set. The model then takes that id as its mask token, growing or reusing an
+    embedding row initialised to the mean embedding (a row an AR model never trained on, such as
+    ByteTokenizer's [MASK] or a reused special token, is reset too).
     """
-    if tokenizer.mask_id is None:
+    if mask_token is not None:
+        if not hasattr(tokenizer, "use_mask_token"):
+            raise ValueError(
+                f"mask_token {mask_token!r} needs a tokenizer with named tokens (hf); this one is "
+                f"{tokenizer.to_spec().get('kind')!r}"
+            )
+        tokenizer.use_mask_token(mask_token)
+    elif tokenizer.mask_id is None:
         if not add_mask_token or not hasattr(tokenizer, "add_mask_token"):
             raise ValueError(
                 "the tokenizer has no mask token and add_mask_token is false; set add_mask_token: true "

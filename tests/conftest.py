@@ -13,10 +13,25 @@ import torch
 import yaml
 
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, save_checkpoint
+from dlm.core.fetch import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = ROOT / "checkpoints" / SOURCES["smollm2"].directory
+SMOLLM2_GGUF = SMOLLM2 / Path(SOURCES["smollm2"].member).name
 CONVERSION = ROOT / "apps/conversion/configs/tiny.yaml"
 TIMEOUT = 240
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct as an HF directory beside its GGUF file. Setup (`make test` -> `make
+    smollm2`) always writes it, so its absence is a failure of setup, not a reason to skip."""
+    if not (SMOLLM2 / "config.json").is_file() or not SMOLLM2_GGUF.is_file():
+        pytest.fail(
+            f"{SMOLLM2} (with {SMOLLM2_GGUF.name}) is missing: `make test` prepares it; run `make smollm2`",
+            pytrace=False,
+        )
+    return SMOLLM2
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,9 @@ CHECKPOINT = ROOT / "checkpoints" / SOURCES["smollm2"].directory
 CONFIG = ROOT / "apps/drafter/configs/smollm2-135m.yaml"
 MASK = "<empty_output>"
 
-if not (CHECKPOINT / "config.json").is_file():
-    pytest.skip(f"{CHECKPOINT} is missing (`make smollm2` writes it)", allow_module_level=True)
-
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread(smollm2):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -22,8 +22,6 @@ from dlm.decoding import ARDecoder
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "checkpoints" / SOURCES["smollm2"].directory
-GGUF = CHECKPOINT / Path(SOURCES["smollm2"].member).name
 CONFIG = ROOT / "apps/trimode/configs/smollm2-135m.yaml"
 PROMPTS = [
     'def has_close_elements(numbers: list[float], threshold: float) -> bool:\n    """Check if any two',
@@ -32,15 +30,8 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def checkpoint() -> Path:
-    """The prepared directory; setup (`make test` -> `make smollm2`) always writes it, so its
-    absence is a failure of setup, not a reason to skip."""
-    if not (CHECKPOINT / "config.json").is_file() or not GGUF.is_file():
-        pytest.fail(
-            f"{CHECKPOINT} (with {GGUF.name}) is missing: `make test` prepares it; run `make smollm2`",
-            pytrace=False,
-        )
-    return CHECKPOINT
+def checkpoint(smollm2) -> Path:
+    return smollm2
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +41,9 @@ def reference(checkpoint, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     alone = tmp_path_factory.mktemp("gguf")
-    (alone / GGUF.name).symlink_to(GGUF)
-    return AutoModelForCausalLM.from_pretrained(alone, gguf_file=GGUF.name, dtype=torch.float32).eval()
+    gguf = checkpoint / Path(SOURCES["smollm2"].member).name
+    (alone / gguf.name).symlink_to(gguf)
+    return AutoModelForCausalLM.from_pretrained(alone, gguf_file=gguf.name, dtype=torch.float32).eval()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +81,7 @@ def test_the_directory_matches_transformers(ours, reference, checkpoint):
 
 
 def test_the_gguf_file_matches_transformers(reference, ours, checkpoint):
-    model, tokenizer = from_gguf(GGUF)
+    model, tokenizer = from_gguf(checkpoint / Path(SOURCES["smollm2"].member).name)
     assert tokenizer.to_spec() == ours[1].to_spec()
     assert max_logit_error(model, reference, prompt_tokens(tokenizer)) <= 1e-4
 

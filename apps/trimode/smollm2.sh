@@ -7,14 +7,14 @@
 # AR, self-speculation and its fused form (k = BLOCK - 1) in float64, float32 and bfloat16, and scores
 # pass@1 of each mode on them with HumanEval's stop strings (DTYPES="float32" decodes in float32 only:
 # float64 takes about 11 minutes on one thread). Everything lands in
-# runs/trimode-smollm2/wA-bBLOCK-sSEED[-lrLR]/ (*.txt tables, decode-*.json, humaneval.json).
+# runs/trimode-smollm2/wA-bBLOCK-sSEED[-lrLR][-tSTEPS]/ (*.txt tables, decode-*.json, humaneval.json).
 set -euo pipefail
 a=$1 block=$2 seed=$3 steps=${4:-30} lr=${5:-3e-4}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OMP_WAIT_POLICY=PASSIVE WANDB_MODE=offline
 bin=$(dirname "$(command -v python)")
 [ -x .venv/bin/dlm ] && bin=.venv/bin
 base=apps/trimode/configs/smollm2-135m.yaml
-out=runs/trimode-smollm2/w$a-b$block-s$seed$([ "$lr" = 3e-4 ] || echo "-lr$lr")
+out=runs/trimode-smollm2/w$a-b$block-s$seed$([ "$lr" = 3e-4 ] || echo "-lr$lr")$([ "$steps" = 30 ] || echo "-t$steps")
 k=$((block - 1))
 mkdir -p runs/trimode-smollm2
 if [ ! -f "$out/model/dlm.json" ]; then  # a finished training is kept: rerun to redo the evaluation only

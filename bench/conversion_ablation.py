@@ -227,9 +227,10 @@ def main_bench() -> None:
     )
     parser.add_argument(
         "--variants",
-        nargs="+",
+        nargs="*",
         metavar="PATTERN/CORRUPTION",
-        help=f"rows to train (default: all of {list(PATTERNS)} x {list(CORRUPTIONS)})",
+        help=f"rows to train (default: all of {list(PATTERNS)} x {list(CORRUPTIONS)}; none given: "
+        "only the AR rows, with --ar-continuation the retention baseline for a run of another length)",
     )
     parser.add_argument(
         "--ar-continuation", action="store_true", help="also the checkpoint continued as pure AR (retention)"
@@ -257,7 +258,7 @@ def main_bench() -> None:
         )
     # The AR model itself (mask row added, no training): what conversion starts from.
     trained = list(itertools.product(PATTERNS, CORRUPTIONS))
-    if args.variants:
+    if args.variants is not None:
         chosen = [tuple(v.split("/", 1)) for v in args.variants]
         unknown = [v for v, c in zip(args.variants, chosen, strict=True) if c not in trained]
         if unknown:

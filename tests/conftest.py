@@ -34,6 +34,29 @@ def smollm2() -> Path:
     return SMOLLM2
 
 
+@pytest.fixture
+def two_step_config(tmp_path):
+    """two_step_config(config, name): a shipped SmolLM2 config (a dict) cut to two steps of 2 x 32
+    tokens from 40 documents, its data cached under tmp_path, only its last callback (the export:
+    no optimizer state on disk), written to tmp_path/name."""
+
+    def write(config: dict, name: str) -> Path:
+        config["data"]["init_args"].update(
+            seq_len=32, batch_size=2, max_documents=40, cache_dir=str(tmp_path / "cache")
+        )
+        config["trainer"].update(
+            max_steps=2,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[config["trainer"]["callbacks"][-1]],
+        )
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def tiny_inputs(tmp_path_factory):
     """{"ar": a dlm checkpoint of a random tiny AR model, "corpus": a directory of ~3 KB of text}."""

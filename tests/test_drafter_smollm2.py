@@ -122,7 +122,7 @@ def test_labels_distilled_from_another_target_are_refused(tmp_path):
         trainer.fit(module, datamodule=DistilledDataModule(str(data), seq_len=16, batch_size=2))
 
 
-def test_the_config_fits_and_tests_with_speculative_decoding(tmp_path, run_dlm, read_log):
+def test_the_config_fits_and_tests_with_speculative_decoding(tmp_path, run_dlm, read_log, two_step_config):
     """Two bf16-mixed steps of the shipped config, cut to short sequences, then its test: the
     exported drafter keeps the 49152 rows and greedy speculation ran with the target verifying."""
     config = yaml.safe_load(CONFIG.read_text())
@@ -130,17 +130,7 @@ def test_the_config_fits_and_tests_with_speculative_decoding(tmp_path, run_dlm, 
     args = config["model"]["init_args"]
     args.update(target=str(CHECKPOINT), init_from=str(CHECKPOINT))
     args["decode"].update(prompts=1, prompt_tokens=16, max_new_tokens=8)
-    config["data"]["init_args"].update(
-        seq_len=32, batch_size=2, max_documents=40, cache_dir=str(tmp_path / "cache")
-    )
-    config["trainer"].update(
-        max_steps=2,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[config["trainer"]["callbacks"][-1]],  # the export alone: no optimizer state on disk
-    )
-    path = tmp_path / "drafter.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = two_step_config(config, "drafter.yaml")
     done = run_dlm(["fit", "--config", str(path)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     logs = tmp_path / "runs/drafter-smollm2-135m/logs/version_0"

@@ -102,23 +102,13 @@ def test_greedy_ar_decoding_matches_transformers_in_float64(ours, reference):
         assert tokens == out[0, len(prompt) :].tolist()
 
 
-def test_trimode_bf16_mixed_fit_from_the_checkpoint(checkpoint, tmp_path, run_dlm, read_log):
+def test_trimode_bf16_mixed_fit_from_the_checkpoint(checkpoint, tmp_path, run_dlm, read_log, two_step_config):
     """Two steps of the shipped config, cut to short sequences; the exported model keeps the grown
     vocabulary and its AR loss is a pretrained model's, not a random one's (ln 49153 = 10.8)."""
     config = yaml.safe_load(CONFIG.read_text())
     assert config["trainer"]["precision"] == "bf16-mixed"
     config["model"]["init_args"]["init_from"] = str(checkpoint)
-    config["data"]["init_args"].update(
-        seq_len=32, batch_size=2, max_documents=40, cache_dir=str(tmp_path / "cache")
-    )
-    config["trainer"].update(
-        max_steps=2,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[config["trainer"]["callbacks"][-1]],  # the export alone: no optimizer state on disk
-    )
-    path = tmp_path / "smollm2.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = two_step_config(config, "smollm2.yaml")
     done = run_dlm(["fit", "--config", str(path)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     logs = tmp_path / "runs/trimode-smollm2-135m/logs/version_0"

@@ -17,13 +17,14 @@ def table(**metrics: float) -> str:
 
 def test_the_report_reads_the_runs_against_the_ar_baselines(tmp_path):
     ablation = {
+        "args": {"steps": 100},
         "rows": [
             ["(AR start, 0 steps)", "-", [{"seed": 0, "test/ar_loss": 2.0, "ood/ar_loss": 4.0}]],
             ["(AR continued)", "-", [{"seed": 0, "test/ar_loss": 1.6, "ood/ar_loss": 3.2}]],
-        ]
+        ],
     }
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs/conversion-smollm2-seed0.json").write_text(json.dumps(ablation))
+    (tmp_path / "runs/conversion-smollm2-ar-t100.json").write_text(json.dumps(ablation))
     run = tmp_path / "runs/trimode-smollm2/w0.3-b8-s1-t100"
     (run / "model").mkdir(parents=True)
     (run / "test-stdlib-code.txt").write_text(
@@ -51,6 +52,25 @@ def test_the_report_reads_the_runs_against_the_ar_baselines(tmp_path):
     assert "| w0.3-b8-s1-t100 | 1.8000 | -10.0% | +12.5% | 3.6000 | -10.0% | +12.5% | 4.50 / 0.250 |" in out
     assert "| w0.3-b8-s1-t100 | float64 | fused | 1.50 | 3.00 | 0.90 / 0.50 | 1.25x | 1.000 |" in out
     assert "| w0.3-b8-s1-t100 | fused | 0.100 | 64 |" in out
+
+
+def test_a_run_is_never_read_against_a_baseline_of_another_length(tmp_path):
+    ablation = {
+        "args": {"steps": 30},
+        "rows": [["(AR continued)", "-", [{"seed": 0, "test/ar_loss": 1.6, "ood/ar_loss": 3.2}]]],
+    }
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/conversion-smollm2.json").write_text(json.dumps(ablation))
+    run = tmp_path / "runs/trimode-smollm2/w1.0-b8-s0-t100"
+    (run / "model").mkdir(parents=True)
+    for corpus in ("stdlib-code", "shakespeare"):
+        (run / f"test-{corpus}.txt").write_text(
+            table(**{"test/ar_ce": 1.8, "test/masked_ce": 4.5, "test/masked_acc": 0.25})
+        )
+    out = subprocess.run(
+        [sys.executable, str(REPORT)], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert "| w1.0-b8-s0-t100 | 1.8000 | - | - | 1.8000 | - | - | 4.50 / 0.250 |" in out
 
 
 def test_without_runs_the_report_says_what_to_run(tmp_path):

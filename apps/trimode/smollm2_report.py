@@ -5,7 +5,8 @@
 AR CE retention is read against the original checkpoint and against the same checkpoint continued
 as pure AR for the same steps and data: the "(AR start, 0 steps)" and "(AR continued)" rows of the
 conversion ablation (apps/conversion/smollm2.sh train: same config values, corpus, seed 0 data
-order, test batches and bf16 autocast), from runs/conversion-smollm2*.json. The run's seed sets the
+order, test batches and bf16 autocast), from runs/conversion-smollm2*.json, each run against the
+rows of its own step count ("-" where there are none). The run's seed sets the
 corruption draws, not the data order (the data module's own seed does), so the AR rows are the same
 for every seed (identical for seeds 0 and 1): a seed without its own rows is read against another's.
 """
@@ -27,18 +28,18 @@ def tested(path: Path) -> dict[str, float]:
     return {name: float(value) for name, value in rows}
 
 
-def baselines() -> dict[str, dict[str, float]]:
-    """seed -> {start, continued} x {in, ood} AR CE from the conversion ablation."""
-    out: dict[str, dict[str, float]] = {}
-    rows = [
-        row for path in sorted(Path("runs").glob(ABLATIONS)) for row in json.loads(path.read_text())["rows"]
-    ]
-    for pattern, _, runs in rows:
-        key = {"(AR start, 0 steps)": "start", "(AR continued)": "continued"}.get(pattern)
-        for r in runs if key else []:
-            out.setdefault(str(r["seed"]), {}).update(
-                {f"{key}/in": r["test/ar_loss"], f"{key}/ood": r["ood/ar_loss"]}
-            )
+def baselines() -> dict[int, dict[str, dict[str, float]]]:
+    """steps -> seed -> {start, continued} x {in, ood} AR CE from the conversion ablation's runs."""
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for path in sorted(Path("runs").glob(ABLATIONS)):
+        saved = json.loads(path.read_text())
+        by_seed = out.setdefault(saved["args"]["steps"], {})
+        for pattern, _, runs in saved["rows"]:
+            key = {"(AR start, 0 steps)": "start", "(AR continued)": "continued"}.get(pattern)
+            for r in runs if key else []:
+                by_seed.setdefault(str(r["seed"]), {}).update(
+                    {f"{key}/in": r["test/ar_loss"], f"{key}/ood": r["ood/ar_loss"]}
+                )
     return out
 
 
@@ -58,7 +59,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         seed = run.name.split("-s")[1].split("-")[0]
-        b = base.get(seed) or next(iter(base.values()), {})
+        steps = int(run.name.split("-t")[1]) if "-t" in run.name else 30
+        same_length = base.get(steps, {})  # a baseline of another length would be a silent wrong figure
+        b = same_length.get(seed) or next(iter(same_length.values()), {})
         ind, ood = tested(run / "test-stdlib-code.txt"), tested(run / "test-shakespeare.txt")
         if not ind or not ood:
             continue

@@ -1,4 +1,4 @@
-"""DESIGN §4 end to end: a tiny model trained with TriModeModule (through the real data module, on a
+"""docs/DESIGN.md ("Training modules") end to end: a tiny model trained with TriModeModule (through the real data module, on a
 local corpus of a repeated pattern) drafts the pattern perfectly in diffusion mode and every draft
 is accepted in self-speculation, whose output is AR greedy's."""
 

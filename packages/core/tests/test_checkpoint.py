@@ -128,6 +128,7 @@ def test_the_training_record_round_trips_through_both_formats(tmp_path):
         "block_size": 8,
         "k": 7,
         "token_shift": True,
+        "clean": None,  # the record's new field (issue 15): this record does not state it
     }
     assert training_of(load_model(tmp_path / "ckpt")[0]) == trained
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -191,3 +192,14 @@ def test_a_sharded_checkpoint_folder_runs_no_code(tmp_path):
     with pytest.raises(ValueError, match="metadata: not a readable distributed checkpoint"):
         check_distributed_checkpoint(tmp_path / "metadata")
     assert not marker.exists()
+
+
+def test_the_clean_stream_kind_round_trips_and_an_unknown_one_is_named(tmp_path):
+    trained = TrainingRecord("ConversionModule", block_size=8, clean="block")
+    save_checkpoint(tiny(), ByteTokenizer(), tmp_path / "ckpt", trained)
+    assert json.loads((tmp_path / "ckpt/dlm.json").read_text())["training"]["clean"] == "block"
+    assert training_of(load_model(tmp_path / "ckpt")[0]) == trained
+    with pytest.raises(
+        ValueError, match="the 'training' record's clean must be 'causal', 'block' or null, got 'dense'"
+    ):
+        TrainingRecord.from_dict({"module": "X", "clean": "dense"})

@@ -6,7 +6,7 @@ from dlm.core.config import ModelConfig
 from dlm.core.gguf import from_gguf
 from dlm.core.hf import from_hf, to_hf
 from dlm.core.model import Transformer
-from dlm.core.protocols import Decoder, DecodeStats, Tokenizer
+from dlm.core.protocols import Decoder, DecodeStats, Evaluation, Tokenizer
 from dlm.core.tokenizers import ByteTokenizer, HFTokenizer
 from dlm.core.version import __version__
 
@@ -14,6 +14,7 @@ __all__ = [
     "ByteTokenizer",
     "DecodeStats",
     "Decoder",
+    "Evaluation",
     "HFTokenizer",
     "KVCache",
     "ModelConfig",

@@ -49,6 +49,10 @@ class TrainingRecord:
     """Draft positions scored per block (DrafterModule); None elsewhere."""
     token_shift: bool = False
     """Whether logit i was trained to predict token i + 1."""
+    clean: str | None = None
+    """How the clean stream [x_0] attended in training: "causal" (token-causal, the AR forward:
+    tri-mode, the drafter), "block" (block-causal: conversion's BlockCausalPattern) or None (no
+    clean stream: AR, a bidirectional pattern). A block decoder's cache must be written the same way."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +64,7 @@ class TrainingRecord:
             raise ValueError(
                 f"{source}: the 'training' record must be an object with a 'module' name, got {data!r}"
             )
-        kinds = {"block_size": int, "k": int, "token_shift": bool}
+        kinds = {"block_size": int, "k": int, "token_shift": bool, "clean": str}
         for name, kind in kinds.items():
             value = data.get(name)
             if value is not None and (
@@ -69,6 +73,10 @@ class TrainingRecord:
                 raise ValueError(
                     f"{source}: the 'training' record's {name} must be {kind.__name__}, got {value!r}"
                 )
+        if data.get("clean") not in (None, "causal", "block"):
+            raise ValueError(
+                f"{source}: the 'training' record's clean must be 'causal', 'block' or null, got {data['clean']!r}"
+            )
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
@@ -158,13 +159,87 @@ def prefix_agreement(outputs: Sequence[Sequence[int]], reference: Sequence[Seque
     return same / total if total else 1.0
 
 
+class LayoutMismatch(ValueError):
+    """A decoder set up for a draft layout its model was not trained for (more drafts than a
+    trained block holds, a logit no loss trained). `predicate` reads after the decoder's name."""
+
+    def __init__(self, decoder: str, predicate: str) -> None:
+        super().__init__(f"{decoder} {predicate}")
+        self.predicate = predicate
+
+
+class LayoutWarning(UserWarning):
+    """A decoder drafts a block other than the one its model was trained on; the message is a
+    predicate that reads after the decoder's name."""
+
+
 @runtime_checkable
 class Decoder(Protocol):
-    """Generates continuations of a batch of prompts (token lists of different lengths)."""
+    """Generates continuations of a batch of prompts (token lists of different lengths).
+
+    A decoder that drafts with a separate model (`needs_drafter`) is given it by bind_drafter
+    before check or generate; the model passed to generate is then the target. Block sizes and
+    draft lengths left unset (None) come from the model's TrainingRecord (dlm.core.checkpoint).
+    """
+
+    needs_drafter: bool
+    """Whether generate() drafts with an external model bound by bind_drafter()."""
+
+    def check(self, model: nn.Module) -> None:
+        """Raise ValueError when this decoder cannot run on `model` (no mask token, an option the
+        model was not trained for, a block size it cannot resolve); warn when its draft block is
+        not the one the model was trained on. Runs no forward."""
+        ...
+
+    def bind_drafter(self, drafter: nn.Module) -> None:
+        """Draft with `drafter` from now on (ValueError for a decoder that drafts with its model)."""
+        ...
 
     def generate(
         self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int
     ) -> tuple[list[list[int]], DecodeStats]: ...
 
 
-__all__ = ["DecodeStats", "Decoder", "Tokenizer", "agreement", "prefix_agreement"]
+@runtime_checkable
+class Evaluation(Protocol):
+    """Test-time decoding evaluation of a model: its decoders on held-out prompts, the stats, a
+    table, a JSON report and the acceptance plot. A training module collects `prompts` prompts of
+    `prompt_tokens` tokens from its test data, checks the decoders when it is built and runs them
+    at the end of test; dlm.decoding.Evaluation implements it, so training never imports decoding."""
+
+    decoders: Mapping[str, Decoder]
+    prompts: int
+    """Held-out prompts per process."""
+    prompt_tokens: int
+    """Tokens per prompt."""
+
+    def check(self, model: nn.Module, drafter: nn.Module | None = None) -> None:
+        """Bind `drafter` to the decoders that need one, then check every decoder against `model`
+        (ValueError naming the decoder), before any training."""
+        ...
+
+    def run(
+        self,
+        model: nn.Module,
+        prompts: list[list[int]],
+        drafter: nn.Module | None = None,
+        reference: nn.Module | None = None,
+        directory: str | Path | None = None,
+        progress: bool = False,
+    ) -> dict[str, float]:
+        """Decode `prompts` with every decoder; "<decoder>/<metric>" numbers (with `reference`, an
+        AR model, also the NLL of each output under it). With `directory`, write the table, the
+        JSON report and the plot there (call it on one process)."""
+        ...
+
+
+__all__ = [
+    "DecodeStats",
+    "Decoder",
+    "Evaluation",
+    "LayoutMismatch",
+    "LayoutWarning",
+    "Tokenizer",
+    "agreement",
+    "prefix_agreement",
+]

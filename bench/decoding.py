@@ -10,7 +10,7 @@ One checkpoint, one prompt set, every decoder in one process: TPF (tokens per ta
 are noisy: read ratios, never absolute numbers). Nothing is asserted.
 
 --make-pattern-checkpoint trains a tiny byte-level tri-mode model on a repeated text with the
-objective in dlm.decoding.testing and saves it (plus prompts.txt, windows of that text) with
+objective in testing/pattern_model.py and saves it (plus prompts.txt, windows of that text) with
 dlm.core.save_checkpoint: a stand-in until a real tri-mode checkpoint exists.
 """
 
@@ -23,8 +23,12 @@ from pathlib import Path
 import torch
 
 from dlm.core import ByteTokenizer, save_checkpoint
+from dlm.core.checkpoint import training_of
 from dlm.decoding import cli
-from dlm.decoding.testing import cyclic_text, train_tri_mode
+
+# The pattern model's training loop is test support, in the repository's testing/, not in a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
+from pattern_model import cyclic_text, train_tri_mode  # noqa: E402
 
 DECODERS = ["ar", "block", "self-spec", "fused", "quadratic"]
 PATTERN = (
@@ -50,7 +54,7 @@ def make_pattern_checkpoint(directory: Path, steps: int, block_size: int, seed: 
         n_heads=4,
         seed=seed,
     )
-    save_checkpoint(model, tok, directory)
+    save_checkpoint(model, tok, directory, training=training_of(model))
     starts = range(0, len(PATTERN), len(PATTERN) // 16)
     prompts = [(PATTERN * 2)[s : s + 16] for s in starts][:16]
     (directory / "prompts.txt").write_text("\n".join(prompts) + "\n")

@@ -96,8 +96,7 @@ def make_config(tiny_inputs):
         config = yaml.safe_load(CONVERSION.read_text())
         model = config["model"]["init_args"]
         model["init_from"] = str(tiny_inputs["ar"])
-        for key in ("decoders", "decode"):
-            model.pop(key)
+        model.pop("evaluation")
         config["test_after_fit"] = False
         config["data"]["init_args"].update(
             corpus=str(tiny_inputs["corpus"]),

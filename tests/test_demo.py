@@ -14,7 +14,12 @@ from dlm.training.cli import main as dlm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "apps/trimode/configs/tiny.yaml"
-SMALL_DECODE = ["--model.init_args.decode.prompts", "2", "--model.init_args.decode.max_new_tokens", "16"]
+SMALL_DECODE = [
+    "--model.init_args.evaluation.init_args.prompts",
+    "2",
+    "--model.init_args.evaluation.init_args.max_new_tokens",
+    "16",
+]
 
 
 def load_demo():

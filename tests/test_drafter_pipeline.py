@@ -13,7 +13,7 @@ from dlm.core.losses import ChainLoss, DrafterLossMix, UniformCE
 from dlm.decoding import ARDecoder, SpeculativeDecoder
 from dlm.training import Architecture, DrafterModule
 from dlm.training.cli import main as dlm
-from dlm.training.distill import main as dlm_distill
+from dlm.training.drafter.distill import main as dlm_distill
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "apps/drafter/configs"
@@ -109,7 +109,12 @@ def test_tiny_drafter_pipeline_fast_dev_run(workdir):
     dlm_distill(["--config", str(ROOT / "apps/drafter/distill/tiny.yaml"), "--corpus", "corpus.jsonl",
                  "--samples", samples, "--batch_size", "16", "--progress", "false",
                  *[a for k, v in fractions.items() for a in (f"--{k}", v)]])  # fmt: skip
-    decode = ["--model.init_args.decode.prompts", "2", "--model.init_args.decode.max_new_tokens", "8"]
+    decode = [
+        "--model.init_args.evaluation.init_args.prompts",
+        "2",
+        "--model.init_args.evaluation.init_args.max_new_tokens",
+        "8",
+    ]
     dlm(["fit", "--config", str(CONFIGS / "tiny.yaml"), *decode, *fast])
     exported = workdir / "runs/drafter-tiny/model"
     assert json.loads((exported / "dlm.json").read_text())["model"]["mask_token_id"] == 258

@@ -15,7 +15,7 @@ from dlm.core import ByteTokenizer, HFTokenizer, ModelConfig, Transformer, load_
 from dlm.core.fetch import SOURCES
 from dlm.decoding import ARDecoder
 from dlm.training import Architecture, DistilledDataModule, DrafterModule
-from dlm.training.distill import distill
+from dlm.training.drafter.distill import distill
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +129,7 @@ def test_the_config_fits_and_tests_with_speculative_decoding(tmp_path, run_dlm, 
     assert config["trainer"]["precision"] == "bf16-mixed"
     args = config["model"]["init_args"]
     args.update(target=str(CHECKPOINT), init_from=str(CHECKPOINT))
-    args["decode"].update(prompts=1, prompt_tokens=16, max_new_tokens=8)
+    args["evaluation"]["init_args"].update(prompts=1, prompt_tokens=16, max_new_tokens=8)
     path = two_step_config(config, "drafter.yaml")
     done = run_dlm(["fit", "--config", str(path)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -34,8 +34,8 @@ def shrink(name: str, tiny_inputs: dict, root: Path, precision: str, accelerator
         # The target's teacher-forced labels on the corpus instead of distilled data (no dlm-distill).
         model["target"] = str(tiny_inputs["ar"])
         config["data"] = {"class_path": "dlm.training.PackedTextDataModule", "init_args": {}}
-    if "decode" in model:
-        model["decode"].update(prompts=2, prompt_tokens=16, max_new_tokens=8)
+    if "evaluation" in model:
+        model["evaluation"]["init_args"].update(prompts=2, prompt_tokens=16, max_new_tokens=8)
     config["data"]["init_args"].update(
         corpus=str(tiny_inputs["corpus"]),
         seq_len=64,
@@ -98,7 +98,7 @@ def check_against_fp32(name, runs, precisions):
     reference = runs["32-true"]["train/loss"]
     assert sorted(reference) == [0, 1]
     has_decoders = (
-        "decoders"
+        "evaluation"
         in yaml.safe_load((ROOT / f"apps/{name}/configs/tiny.yaml").read_text())["model"]["init_args"]
     )
     for precision in precisions:

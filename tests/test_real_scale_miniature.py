@@ -89,8 +89,8 @@ def shrink(config: dict, checkpoint: Path, corpus: Path) -> dict:
     for key in ("init_from", "target"):
         if key in model:
             model[key] = str(checkpoint)
-    if "decode" in model:
-        model["decode"].update(prompts=2, prompt_tokens=8, max_new_tokens=8)
+    if "evaluation" in model:
+        model["evaluation"]["init_args"].update(prompts=2, prompt_tokens=8, max_new_tokens=8)
     data = config["data"]["init_args"]
     data.update(seq_len=64, batch_size=2, num_workers=0)
     if "corpus" in data:

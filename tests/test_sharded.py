@@ -27,8 +27,7 @@ def trimode_model(ar) -> dict:
     """The tiny tri-mode config's model section on the tiny AR checkpoint, without test decoders."""
     model = yaml.safe_load((ROOT / TRIMODE).read_text())["model"]
     args = model["init_args"]
-    for key in ("decoders", "decode", "baseline", "plot"):
-        args.pop(key, None)
+    args.pop("evaluation", None)
     args.update(init_from=str(ar), architecture={"token_shift": False})
     return model
 

@@ -15,6 +15,7 @@ from dlm.decoding import (
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
 )
+from dlm.decoding.evaluation import Evaluation
 from dlm.training import Architecture, Optimization, PackedTextDataModule, TriModeModule
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -54,7 +55,7 @@ def test_a_pattern_is_drafted_perfectly_and_fully_accepted(tmp_path, pattern_cor
         architecture=Architecture(dim=64, n_layers=2, n_heads=4, max_seq_len=128),
         block_size=B,
         optimization=Optimization(lr=3e-3, warmup_steps=10),
-        decoders=decoders,
+        evaluation=Evaluation(decoders, baseline="ar"),
     )
     data = PackedTextDataModule(
         str(pattern_corpus),

@@ -13,9 +13,9 @@ common=(--config apps/conversion/configs/smollm2-135m.yaml --init-from checkpoin
     --steps 30 --ood-corpus shakespeare --save runs/conversion-smollm2 --threads 1)
 case ${1:-} in
 train)
-    "$bin/python" bench/conversion_ablation.py "${common[@]}" --seeds 0 1 --ar-continuation \
+    "$bin/python" apps/conversion/ablation.py "${common[@]}" --seeds 0 1 --ar-continuation \
         --variants block_causal/position_dependent bidirectional/position_dependent --json runs/conversion-smollm2.json
-    "$bin/python" bench/conversion_ablation.py "${common[@]}" --seeds 0 1 \
+    "$bin/python" apps/conversion/ablation.py "${common[@]}" --seeds 0 1 \
         --variants block_causal/uniform --json runs/conversion-smollm2-uniform.json
     ;;
 decode)
@@ -33,7 +33,7 @@ for p in list(read_problems().values())[:10]: print(json.dumps({"text": p["promp
     done
     ;;
 report)
-    "$bin/python" bench/conversion_ablation.py --report runs/conversion-smollm2*.json
+    "$bin/python" apps/conversion/ablation.py --report runs/conversion-smollm2*.json
     "$bin/python" - <<'EOF'
 import json, pathlib
 print("\n| model | decoder | TPF | tok/s vs AR | agreement with AR | pass@1 (stop strings) |\n|---|---|---:|---:|---:|---:|")

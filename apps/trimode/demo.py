@@ -29,7 +29,12 @@ STAGES = (
     ("tri-mode continued pretraining", CONFIGS / "demo.yaml", OUT / "trimode" / "model"),
 )
 FAST = ["--trainer.fast_dev_run", "true"]
-FAST_DECODE = ["--model.init_args.decode.prompts", "2", "--model.init_args.decode.max_new_tokens", "16"]
+FAST_DECODE = [
+    "--model.init_args.evaluation.init_args.prompts",
+    "2",
+    "--model.init_args.evaluation.init_args.max_new_tokens",
+    "16",
+]
 
 
 def prepare_output(fresh: bool) -> None:

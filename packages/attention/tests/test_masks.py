@@ -1,5 +1,5 @@
-"""Every mask against an independent brute-force loop over the docs/DESIGN.md §3 table, and its mask_mod
-evaluated one scalar at a time against its materialize."""
+"""Every mask against an independent brute-force loop over the attention-patterns table of
+docs/DESIGN.md, and its mask_mod evaluated one scalar at a time against its materialize."""
 
 import pytest
 import torch

@@ -3,9 +3,9 @@ model, trained once per session on a counting pattern."""
 
 import pytest
 import torch
+from pattern_model import counting, train_tri_mode
 
 from dlm.core import ModelConfig, Transformer
-from dlm.decoding.testing import counting, train_tri_mode
 
 VOCAB, MASK = 24, 23
 

@@ -1,9 +1,10 @@
 """BlockDiffusionDecoder: the Fast-dLLM rule, the no-cache reference, exact block caches, batching."""
 
 import pytest
+import reference_decoding as reference
 import torch
 
-from dlm.decoding import ARDecoder, BlockCommit, BlockDiffusionDecoder, CausalCommit, reference
+from dlm.decoding import ARDecoder, BlockCommit, BlockDiffusionDecoder, CausalCommit
 from dlm.decoding.sampling import without_mask
 
 SETTINGS = {

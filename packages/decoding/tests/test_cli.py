@@ -61,6 +61,8 @@ def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
             "12",
             "--decoder",
             "self-spec",
+            "--k",
+            "4",
             "--max-new-tokens",
             "5",
             "--json",
@@ -171,5 +173,7 @@ def test_cross_block_with_a_drafter_module_drafter_is_one_line(checkpoint, make_
     args = ["--checkpoint", str(checkpoint), "--prompts", str(tmp_path / "p.txt"), "--decoder", "drafter"]
     assert main([*args, "--drafter", str(tmp_path / "drafter"), "--cross-block"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dlm-decode: error: cross_block=True drafts from the logit after the draft block")
+    assert err.startswith(
+        "dlm-decode: error: SpeculativeDecoder sets cross_block=True, but DrafterModule never"
+    )
     assert err.count("\n") == 1

@@ -21,10 +21,12 @@ def test_prompt_longer_than_the_cache(shifted):
     ):
         ARDecoder(max_len=16).generate(shifted, [[1] * 9], 20)
     with pytest.raises(ValueError, match="longer than the cache"):
-        SelfSpeculativeDecoder().generate(shifted, [[1] * 300], 1)  # model.config.max_seq_len = 256
+        SelfSpeculativeDecoder(k=4).generate(shifted, [[1] * 300], 1)  # model.config.max_seq_len = 256
 
 
-@pytest.mark.parametrize("decoder", [ARDecoder(), SelfSpeculativeDecoder(), BlockDiffusionDecoder()])
+@pytest.mark.parametrize(
+    "decoder", [ARDecoder(), SelfSpeculativeDecoder(k=4), BlockDiffusionDecoder(block_size=8)]
+)
 def test_empty_prompts(shifted, decoder):
     with pytest.raises(ValueError, match="prompt 1 is empty; every prompt needs at least one token"):
         decoder.generate(shifted, [[1, 2], []], 4)
@@ -105,7 +107,7 @@ def test_cross_block_is_refused_for_a_drafter_module_drafter(shifted):
     drafter = copy.deepcopy(shifted)
     set_training(drafter, TrainingRecord("DrafterModule", block_size=8, k=7, token_shift=True))
     with pytest.raises(
-        ValueError, match=r"cross_block=True drafts from the logit after the draft block, which DrafterModule"
+        ValueError, match=r"sets cross_block=True, but DrafterModule never trains the drafter's logit"
     ):
         SpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)
     assert len(SpeculativeDecoder(drafter, k=2).generate(shifted, [[1, 2]], 4)[0][0]) == 4

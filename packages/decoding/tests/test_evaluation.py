@@ -22,7 +22,7 @@ class Repeat:
 
     def check(self, model):
         if self.warn:
-            warnings.warn(LayoutWarning(self.warn))
+            warnings.warn(LayoutWarning(self.warn), stacklevel=2)
         if self.fail:
             raise self.fail
 

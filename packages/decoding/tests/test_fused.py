@@ -1,9 +1,10 @@
 """Fused and quadratic self-speculation: AR greedy output, the reference, honest forward counts."""
 
 import pytest
+import reference_decoding as reference
 import torch
 
-from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder, reference
+from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder
 
 
 @pytest.mark.parametrize("quadratic", [False, True], ids=["fused", "quadratic"])

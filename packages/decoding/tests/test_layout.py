@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dlm.attention import Draft, Verify
-from dlm.decoding.layout import Layout, Segments
+from dlm.attention import Draft, Segments, Verify
+from dlm.decoding.layout import Layout
 
 
 def test_single_uniform_segments_are_draft_and_verify():

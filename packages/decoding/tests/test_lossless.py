@@ -14,6 +14,7 @@ import itertools
 
 import pytest
 import torch
+from reference_decoding import causal_logits
 
 from dlm.decoding import (
     ARDecoder,
@@ -22,9 +23,8 @@ from dlm.decoding import (
     SpeculativeDecoder,
     fused,
     sampling,
-    speculation,
+    verify,
 )
-from dlm.decoding.reference import causal_logits
 
 N, LENGTH, PROMPT, VOCAB, MASK = 2000, 5, [0, 1, 1], 3, 2
 
@@ -89,14 +89,14 @@ def grid_id(name: str, shift: bool, cross: bool, k: int) -> str:
 def verify_spy(monkeypatch):
     """(drafts, accepted) of every verify call, in order: the first N are every row's first step."""
     calls: list[tuple[int, int]] = []
-    right = speculation.verify
+    right = verify.verify
 
     def spy(sampler, logits, drafts, mask_id, generator):
         n, token = right(sampler, logits, drafts, mask_id, generator)
         calls.append((len(drafts.tokens), n))
         return n, token
 
-    monkeypatch.setattr(speculation, "verify", spy)
+    monkeypatch.setattr(verify, "verify", spy)
     monkeypatch.setattr(fused, "verify", spy)
     return calls
 
@@ -175,13 +175,13 @@ def test_catches_a_rule_wrong_only_after_the_first_step(models, monkeypatch, wro
     """Every row's first verify step (the first N calls) is right, the later ones wrong: only the
     later tokens, where the candidate-block and catch-up branches act, can show it."""
     attribute, bad = WRONG[wrong]
-    right, accept, calls = getattr(sampling, attribute), speculation.accept_sampled, []
+    right, accept, calls = getattr(sampling, attribute), verify.accept_sampled, []
 
     def counted(*args):
         calls.append(1)
         return accept(*args)
 
-    monkeypatch.setattr(speculation, "accept_sampled", counted)
+    monkeypatch.setattr(verify, "accept_sampled", counted)
     monkeypatch.setattr(sampling, attribute, lambda *a: (right if len(calls) <= N else bad)(*a))
     tokens, joint = sample(models, name, shift, False, k, temperature=1.0)
     assert chi_square_p_value(tokens, joint) < 1e-6

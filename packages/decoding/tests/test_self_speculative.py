@@ -3,11 +3,12 @@
 import warnings
 
 import pytest
+import reference_decoding as reference
 import torch
+from reference_decoding import causal_logits
 
 from dlm.core.protocols import Decoder
-from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder, SelfSpeculativeDecoder, reference
-from dlm.decoding.reference import causal_logits
+from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder, SelfSpeculativeDecoder
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

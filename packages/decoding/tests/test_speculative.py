@@ -1,9 +1,10 @@
 """SpeculativeDecoder: an external diffusion drafter for an AR target, each with its own cache."""
 
 import pytest
+import reference_decoding as reference
 import torch
 
-from dlm.decoding import ARDecoder, SpeculativeDecoder, reference
+from dlm.decoding import ARDecoder, SpeculativeDecoder
 
 
 @pytest.fixture(scope="module")

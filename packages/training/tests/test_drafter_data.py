@@ -9,9 +9,9 @@ import torch
 from dlm.attention import Causal
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, load_model, save_checkpoint
 from dlm.training import Architecture, DistilledDataModule, DrafterModule
-from dlm.training.data.distilled import DistilledDataset
-from dlm.training.distill import distill, main
-from dlm.training.target import fingerprint
+from dlm.training.drafter.data import DistilledDataset
+from dlm.training.drafter.distill import distill, main
+from dlm.training.drafter.target import fingerprint
 
 
 class SlowGreedy:

@@ -12,10 +12,12 @@ from dlm.attention import Causal, Draft
 from dlm.core import ByteTokenizer, DecodeStats, ModelConfig, Transformer, save_checkpoint
 from dlm.core.checkpoint import TrainingRecord, training_of
 from dlm.core.losses import ChainLoss, DrafterLossMix, ForwardKL, UniformCE
-from dlm.training import Architecture, DecodeEval, DrafterModule
+from dlm.decoding import SpeculativeDecoder
+from dlm.decoding.evaluation import Evaluation
+from dlm.training import Architecture, DrafterModule
 from dlm.training.callbacks import ExportCheckpoint
-from dlm.training.draft_blocks import draft_blocks, drafter_logits
-from dlm.training.draft_eval import DraftAccuracy
+from dlm.training.drafter.accuracy import DraftAccuracy
+from dlm.training.drafter.blocks import draft_blocks, drafter_logits
 
 TINY = Architecture(dim=32, n_layers=2, n_heads=2, max_seq_len=64)
 
@@ -141,8 +143,16 @@ def test_draft_accuracy_counts_leading_right_drafts():
 class RecordingDecoder:
     """Stands in for SpeculativeDecoder: records the drafter it is given and accepts 2 of 3 drafts."""
 
+    needs_drafter = True
+
     def __init__(self):
         self.drafter, self.batches = None, []
+
+    def check(self, model):
+        pass
+
+    def bind_drafter(self, drafter):
+        self.drafter = drafter
 
     def generate(self, model, prompts, max_new_tokens):
         self.batches.append(len(prompts))
@@ -172,9 +182,8 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
         target=target,
         architecture=TINY,
         block_size=4,
-        decoders={"stub": decoder},
         loss=UniformCE(),
-        decode=DecodeEval(prompts=3, batch_size=2),
+        evaluation=Evaluation({"stub": decoder}, prompts=3, batch_size=2, plot=True, report="drafter_eval"),
     )
     trainer = pl.Trainer(
         max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -183,7 +192,13 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
     )  # fmt: skip
     trainer.fit(module, datamodule=Batches())
     record = json.loads((tmp_path / "model/dlm.json").read_text())["training"]
-    assert record == {"module": "DrafterModule", "block_size": 4, "k": 3, "token_shift": True}
+    assert record == {
+        "module": "DrafterModule",
+        "block_size": 4,
+        "k": 3,
+        "token_shift": True,
+        "clean": "causal",
+    }
     (metrics,) = trainer.test(module, datamodule=Batches(), verbose=False)
     assert decoder.drafter is module.model
     assert decoder.batches == [2, 1]  # 3 prompts in batches of 2
@@ -203,7 +218,7 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
         (dict(block_size=4, seq_len=30), ValueError, "seq_len 30 is not a multiple of block_size 4"),
         (dict(target="missing/target"), FileNotFoundError, "target: missing/target does not exist"),
         (
-            dict(block_size=4, decoders={"greedy": type("D", (), {"k": 7, "generate": None})()}),
+            dict(block_size=4, evaluation=Evaluation({"greedy": SpeculativeDecoder(k=7)})),
             ValueError,
             "decoder 'greedy' drafts k=7 tokens, more than the drafter's block size 4 holds",
         ),
@@ -215,31 +230,28 @@ def test_bad_settings_are_clear_errors(target, kwargs, error, message):
         DrafterModule(**kwargs)
 
 
-class Speculative:
-    """Stands in for dlm.decoding.SpeculativeDecoder (training never imports dlm.decoding)."""
-
-    def __init__(self, k, cross_block=False):
-        self.drafter, self.k, self.cross_block = None, k, cross_block
-
-
 def test_the_checkpoint_and_the_model_record_how_the_drafter_was_trained(target):
     module = DrafterModule(target=target, architecture=TINY, block_size=8, k=5)
     checkpoint = {}
     module.on_save_checkpoint(checkpoint)
-    expected = TrainingRecord("DrafterModule", block_size=8, k=5, token_shift=True)
+    expected = TrainingRecord("DrafterModule", block_size=8, k=5, token_shift=True, clean="causal")
     assert checkpoint["dlm"]["training"] == expected.to_dict()
     assert training_of(module.model) == expected  # what a decoder given this drafter reads
 
 
+def speculative(name, k, cross_block=False):
+    return Evaluation({name: SpeculativeDecoder(k=k, cross_block=cross_block)})
+
+
 def test_a_cross_block_decoder_is_refused_and_other_draft_blocks_warned(target):
     with pytest.raises(ValueError, match="decoder 'x' sets cross_block=True, but DrafterModule never trains"):
-        DrafterModule(target=target, architecture=TINY, block_size=4, decoders={"x": Speculative(3, True)})
+        DrafterModule(target=target, architecture=TINY, block_size=4, evaluation=speculative("x", 3, True))
     with pytest.warns(
         UserWarning, match=r"drafts \[t, MASK x 2\] but training shows the drafter \[anchor, MASK x 3\]"
     ):
-        DrafterModule(target=target, architecture=TINY, block_size=4, decoders={"short": Speculative(2)})
+        DrafterModule(target=target, architecture=TINY, block_size=4, evaluation=speculative("short", 2))
     with pytest.warns(UserWarning, match="the loss scores only the first 2 drafts"):
-        DrafterModule(target=target, architecture=TINY, block_size=4, k=2, decoders={"long": Speculative(3)})
+        DrafterModule(target=target, architecture=TINY, block_size=4, k=2, evaluation=speculative("long", 3))
 
 
 def test_a_drafter_with_another_vocabulary_is_refused(tmp_path):

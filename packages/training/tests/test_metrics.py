@@ -1,12 +1,8 @@
-import math
-
 import pytest
 import torch
 
-from dlm.attention import Causal
 from dlm.core import ModelConfig, Transformer
 from dlm.training import MaskedTokenMetrics, weight_drift
-from dlm.training.evaluation import distinct_ngrams, reference_nll
 from dlm.training.metrics import block_ratios, layer_type
 
 
@@ -55,20 +51,3 @@ def test_weight_drift_skips_a_reinitialised_mask_row_and_grown_rows():
     b.add_mask_token(5)
     assert weight_drift(b, a, skip_rows=(5,))["embed"] == 0
     assert weight_drift(b, a)["embed"] > 0
-
-
-def test_reference_nll_is_mean_ce_of_generated_tokens():
-    torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2)).eval()
-    prompts, outputs = [[1, 2, 3], [4]], [[5, 6], []]
-    seq = torch.tensor([[1, 2, 3, 5, 6]])
-    logp = model(seq, torch.arange(5)[None], Causal()).log_softmax(-1)[0]
-    expected = -(logp[2, 5] + logp[3, 6]).item() / 2
-    assert reference_nll(model, prompts, outputs) == pytest.approx(expected, rel=1e-5)
-    assert math.isnan(reference_nll(model, [[1]], [[]]))
-
-
-def test_distinct_ngrams():
-    assert distinct_ngrams([[1, 2, 3, 4, 5]], 2) == 1.0
-    assert distinct_ngrams([[7] * 10, [7, 7]], 2) == pytest.approx(1 / 10)
-    assert math.isnan(distinct_ngrams([[1]], 2))

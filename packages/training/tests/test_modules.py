@@ -9,6 +9,7 @@ from dlm.attention import BlockDiffusion
 from dlm.core import DecodeStats, load_model
 from dlm.core.losses import MaskedDiffusionLoss
 from dlm.core.masking import PositionDependent, Uniform
+from dlm.decoding.evaluation import Evaluation
 from dlm.training import (
     Architecture,
     ARLanguageModel,
@@ -83,6 +84,13 @@ class FakeDecoder:
     """Appends the prompt's last token max_new_tokens times in max_new_tokens / 2 "forwards"."""
 
     calls: int = 0
+    needs_drafter = False
+
+    def check(self, model):
+        pass
+
+    def bind_drafter(self, drafter):
+        raise ValueError("FakeDecoder drafts with its model")
 
     def generate(self, model, prompts, max_new_tokens):
         self.calls += 1
@@ -134,7 +142,7 @@ def test_pretrain_then_convert_with_checkpoints_metrics_and_decoders(tmp_path, c
         init_from=str(tmp_path / "ar" / "model"),
         block_size=8,
         corruption=PositionDependent(),
-        decoders={"fake": fake},
+        evaluation=Evaluation({"fake": fake}),
     )
     run = trainer(tmp_path / "conv", steps=3)
     dm = PackedTextDataModule(**data, tokenizer=conv.tokenizer)

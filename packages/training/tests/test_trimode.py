@@ -9,8 +9,9 @@ from dlm.attention import Causal, TriMode
 from dlm.core import ByteTokenizer, DecodeStats, HFTokenizer, ModelConfig, Transformer, save_checkpoint
 from dlm.core.losses import HybridLoss
 from dlm.core.masking import Uniform
-from dlm.training import Architecture, DecodeEval, PackedTextDataModule, TriModeModule
-from dlm.training.evaluation import decode_interleaved, decode_metrics, decode_table
+from dlm.decoding import SelfSpeculativeDecoder
+from dlm.decoding.evaluation import Evaluation
+from dlm.training import Architecture, PackedTextDataModule, TriModeModule
 
 TINY = Architecture(dim=32, n_layers=2, n_heads=2, max_seq_len=64)
 
@@ -73,6 +74,13 @@ class FakeDecoder:
     per_forward: int = 1
     speculative: bool = False
     k: int | None = None
+    needs_drafter = False
+
+    def check(self, model):
+        pass
+
+    def bind_drafter(self, drafter):
+        raise ValueError("FakeDecoder drafts with its model")
 
     def generate(self, model, prompts, max_new_tokens):
         outs = [[p[-1]] * max_new_tokens for p in prompts]
@@ -87,56 +95,21 @@ class FakeDecoder:
         return outs, stats
 
 
-def test_decode_metrics_compare_every_decoder_with_the_baseline():
-    model = Transformer(ModelConfig(vocab_size=260, dim=32, n_layers=1, n_heads=2, max_seq_len=64))
-    prompts = [[1, 2, 3], [4, 5]]
-    runs = {
-        "ar": FakeDecoder().generate(model, prompts, 8),
-        "spec": FakeDecoder(4, speculative=True).generate(model, prompts, 8),
-    }
-    runs["other"] = ([[0] * 4 + [3] * 4, [5] * 8], runs["ar"][1])
-    metrics = decode_metrics(runs, prompts, model, baseline="ar")
-    assert metrics["spec/tpf"] == 4 and metrics["spec/tau"] == 4 and "ar/tau" not in metrics
-    assert metrics["spec/speedup"] == pytest.approx(4.0) and metrics["ar/speedup"] == 1.0
-    assert metrics["spec/agreement"] == 1.0 and metrics["other/agreement"] == 0.75
-    assert metrics["ar/ar_nll"] == metrics["spec/ar_nll"] > 0
-    table = decode_table(list(runs), metrics, "ar")
-    assert table.splitlines()[0].startswith("| decoder | TPF | tau | tok/s | tok/s vs ar | agreement with ar")
-    assert "| spec | 4.00 | 4.00 |" in table and "| ar | 1.00 | - |" in table
-
-
-def test_decoders_run_interleaved_batch_by_batch_with_merged_stats():
-    calls, ticks = [], []
-
-    class Recorder(FakeDecoder):
-        def __init__(self, name):
-            super().__init__()
-            self.name = name
-
-        def generate(self, model, prompts, max_new_tokens):
-            calls.append((self.name, len(prompts)))
-            return super().generate(model, prompts, max_new_tokens)
-
-    prompts = [[1], [2], [3]]
-    decoders = {"a": Recorder("a"), "b": Recorder("b")}
-    runs = decode_interleaved(decoders, None, prompts, 4, batch_size=2, progress=ticks.append)
-    assert calls == [("a", 2), ("b", 2), ("a", 1), ("b", 1)] and ticks == ["a", "b", "a", "b"]
-    outputs, stats = runs["b"]
-    assert outputs == [[1] * 4, [2] * 4, [3] * 4]
-    assert stats.tokens == 12 and stats.rows == 3 and stats.forwards == {"target": 12}
-    decode_interleaved(decoders, None, prompts, 4)
-    assert calls[-2:] == [("a", 3), ("b", 3)]
-
-
 def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_dir, cache_dir, capsys):
     plotted = []
     decoders = {"ar": FakeDecoder(), "spec": FakeDecoder(2, speculative=True, k=7)}
     module = TriModeModule(
         architecture=TINY,
         block_size=8,
-        decoders=decoders,
-        decode=DecodeEval(prompts=3, prompt_tokens=8, max_new_tokens=6, batch_size=2),
-        plot=lambda results, path: plotted.append(([n for n, _ in results], path)),
+        evaluation=Evaluation(
+            decoders,
+            prompts=3,
+            prompt_tokens=8,
+            max_new_tokens=6,
+            batch_size=2,
+            baseline="ar",
+            plot=lambda results, path: plotted.append(([n for n, _ in results], path)),
+        ),
     )
     dm = PackedTextDataModule(
         str(corpus_dir),
@@ -189,9 +162,17 @@ def hf_without_mask(tmp_path):
 class NeedsMask:
     """A decoder that, like the diffusion decoders, refuses a model without a mask token."""
 
-    def generate(self, model, prompts, max_new_tokens):
+    needs_drafter = False
+
+    def check(self, model):
         if model.config.mask_token_id is None:
             raise ValueError("NeedsMask needs a model with a mask token")
+
+    def bind_drafter(self, drafter):
+        raise ValueError("NeedsMask drafts with its model")
+
+    def generate(self, model, prompts, max_new_tokens):
+        self.check(model)
         return [[] for _ in prompts], DecodeStats()
 
 
@@ -217,21 +198,24 @@ def test_bad_input_is_a_clear_error(tmp_path):
         TriModeModule(
             init_from=str(hf_without_mask(tmp_path)),
             add_mask_token=False,
-            decoders={"spec": NeedsMask()},
-            baseline=None,
+            evaluation=Evaluation({"spec": NeedsMask()}),
         )
     with pytest.raises(ValueError, match="baseline decoder 'ar' is not among the decoders \\['spec'\\]"):
-        TriModeModule(init_from=directory, decoders={"spec": NeedsMask()})
+        TriModeModule(init_from=directory, evaluation=Evaluation({"spec": NeedsMask()}, baseline="ar"))
     with pytest.raises(ValueError, match="block_size must be an integer >= 2"):
         TriModeModule(init_from=directory, block_size=1)
 
 
 def test_decoders_are_checked_before_training_and_mismatched_blocks_warn(tmp_path):
     class Refuses:
-        def generate(self, model, prompts, max_new_tokens):
+        needs_drafter = False
+
+        def check(self, model):
             raise ValueError("cross_block=True needs a token-shift model")
 
     with pytest.raises(ValueError, match="decoder 'spec' \\(Refuses\\) cannot run: cross_block=True needs"):
-        TriModeModule(architecture=TINY, decoders={"spec": Refuses()}, baseline=None)
+        TriModeModule(architecture=TINY, evaluation=Evaluation({"spec": Refuses()}))
     with pytest.warns(UserWarning, match="decoder 'spec' drafts 3 masks per block but training blocks hold"):
-        TriModeModule(architecture=TINY, block_size=8, decoders={"spec": FakeDecoder(k=3)}, baseline=None)
+        TriModeModule(
+            architecture=TINY, block_size=8, evaluation=Evaluation({"spec": SelfSpeculativeDecoder(k=3)})
+        )

@@ -1,14 +1,16 @@
-"""dlm.decoding: AR, block-diffusion, self-speculative and drafter-speculative decoders."""
+"""dlm.decoding: AR, block-diffusion, self-speculative and drafter-speculative decoders, and the
+one test-time Evaluation of them."""
 
-from dlm.decoding import reference
+from dlm.attention import Segments
 from dlm.decoding.ar import ARDecoder
+from dlm.decoding.base import Decoding
 from dlm.decoding.block_diffusion import BlockCommit, BlockDiffusionDecoder, CausalCommit
+from dlm.decoding.drafter import SpeculativeDecoder
+from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.fused import FusedSelfSpeculativeDecoder
-from dlm.decoding.layout import Layout, Segments
+from dlm.decoding.layout import Layout
 from dlm.decoding.sampling import Sampler
 from dlm.decoding.self_speculative import SelfSpeculativeDecoder
-from dlm.decoding.session import Decoding
-from dlm.decoding.speculative import SpeculativeDecoder
 from dlm.decoding.version import __version__
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "BlockDiffusionDecoder",
     "CausalCommit",
     "Decoding",
+    "Evaluation",
     "FusedSelfSpeculativeDecoder",
     "Layout",
     "Sampler",
@@ -24,5 +27,4 @@ __all__ = [
     "SelfSpeculativeDecoder",
     "SpeculativeDecoder",
     "__version__",
-    "reference",
 ]

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import CachedDecoder, Decoding, Timer
+from dlm.decoding.base import CachedDecoder, Decoding
+from dlm.decoding.stream import Timer
 
 
 class ARDecoder(CachedDecoder):

@@ -1,5 +1,5 @@
-"""The decoders by CLI name, their command-line options, and the one batch loop that dlm-decode and
-dlm-eval both run them through."""
+"""The decoders by CLI name, their command-line options, and how dlm-decode and dlm-eval run them:
+through the evaluation's batch loop (dlm.decoding.evaluation), the one the training modules use."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from dlm.core import load_model
 from dlm.core.protocols import DecodeStats, agreement
 from dlm.decoding.ar import ARDecoder
 from dlm.decoding.block_diffusion import BlockCommit, BlockDiffusionDecoder, CausalCommit
+from dlm.decoding.drafter import SpeculativeDecoder
+from dlm.decoding.evaluation import generate_in_batches
 from dlm.decoding.fused import FusedSelfSpeculativeDecoder
 from dlm.decoding.self_speculative import SelfSpeculativeDecoder
-from dlm.decoding.speculative import SpeculativeDecoder
 
 DTYPES = {
     "float32": torch.float32,
@@ -35,7 +36,7 @@ def _block(a: argparse.Namespace, eos: int | None, drafter) -> BlockDiffusionDec
         block_size=a.block_size,
         threshold=a.threshold,
         sub_block=a.sub_block,
-        clean=BlockCommit() if a.clean == "block" else CausalCommit(),
+        clean=None if a.clean is None else BlockCommit() if a.clean == "block" else CausalCommit(),
         fold=False if a.no_fold else None,
         **_sampling(a, eos),
     )
@@ -80,18 +81,30 @@ def add_decoder_options(
     p.add_argument("--drafter", help="drafter checkpoint for --decoder drafter")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     p.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
-    p.add_argument("--k", type=int, default=4, help="masks per draft block (speculative decoders)")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="masks per draft block (speculative decoders); default: from the checkpoint's dlm.json "
+        "training record (the drafter's for --decoder drafter): its k, else block_size - 1",
+    )
     p.add_argument(
         "--cross-block", action="store_true", help="use the cross-block prediction as one more draft"
     )
-    p.add_argument("--block-size", type=int, default=8, help="block diffusion: block length incl. the anchor")
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help="block diffusion: block length incl. the anchor; default: the checkpoint's training block_size",
+    )
     p.add_argument("--threshold", type=float, default=0.9, help="block diffusion: confidence threshold")
     p.add_argument("--sub-block", type=int, default=None, help="block diffusion: sub-block size")
     p.add_argument(
         "--clean",
         choices=["causal", "block"],
-        default="causal",
-        help="block diffusion: clean-stream attention (tri-mode: causal; conversion: block)",
+        default=None,
+        help="block diffusion: clean-stream attention (tri-mode: causal; conversion: block); default: "
+        "block when the checkpoint's training record says its clean stream was block-causal, else causal",
     )
     p.add_argument(
         "--no-fold", action="store_true", help="block diffusion: commit blocks in their own forward"
@@ -180,10 +193,5 @@ def decode_all(
     are neither emitted nor counted."""
     if batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
-    tokens, stats = [], DecodeStats()
     decoder.stop = stop
-    for start in range(0, len(prompts), batch_size):
-        out, s = decoder.generate(model, prompts[start : start + batch_size], max_new_tokens)
-        tokens += out
-        stats = stats.merged(s)
-    return Run(name, tokens, stats)
+    return Run(name, *generate_in_batches(decoder, model, prompts, max_new_tokens, batch_size))

@@ -27,20 +27,18 @@ A row stops at EOS (once every position up to the first EOS is filled) or at the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from dlm.core.checkpoint import training_of
 from dlm.core.protocols import DecodeStats
+from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
+from dlm.decoding.record import block_size_for
 from dlm.decoding.sampling import draw, without_mask
-from dlm.decoding.session import (
-    CachedDecoder,
-    Decoding,
-    Timer,
-    mask_token,
-    positive,
-)
-from dlm.decoding.speculation import block_predictions
+from dlm.decoding.stream import Timer
+from dlm.decoding.verify import block_predictions
 
 
 class CausalCommit:
@@ -65,15 +63,27 @@ class BlockCommit:
         return "BlockCommit()"
 
 
+class Blocks(NamedTuple):
+    """How a BlockDiffusionDecoder decodes one model: its settings with the unset ones resolved."""
+
+    mask_id: int
+    size: int
+    """B, the block length including the anchor."""
+    clean: CausalCommit | BlockCommit
+    fold: bool
+
+
 class BlockDiffusionDecoder(CachedDecoder):
     """Args:
-    block_size: B, the block length including the anchor (training block size); at least 2.
+    block_size: B, the block length including the anchor; at least 2. None: the model's training
+        record's block_size; an explicit one other than it is warned about (LayoutWarning).
     threshold: the Fast-dLLM confidence threshold tau in (0, 1]: a masked position is filled when its
         confidence exceeds it (1.0: exactly one token per forward).
     sub_block: fill the block's B-1 masks in consecutive sub-blocks of this size, left to right
         (Fast-dLLM v2); None fills the whole block at once.
     clean: CausalCommit() (tri-mode) or BlockCommit() (conversion): how a finished block's K/V are
-        computed.
+        computed. None: BlockCommit() when the model's training record says its clean stream was
+        block-causal (clean "block"), else CausalCommit().
     fold: take t' from the cross-block prediction (one more masked position of the block) and fold
         the commit into the next forward; None means "when the model has token shift" (fold needs it).
     temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder; with temperature > 0 each
@@ -82,7 +92,7 @@ class BlockDiffusionDecoder(CachedDecoder):
 
     def __init__(
         self,
-        block_size: int = 8,
+        block_size: int | None = None,
         threshold: float = 0.9,
         sub_block: int | None = None,
         clean: CausalCommit | BlockCommit | None = None,
@@ -94,20 +104,27 @@ class BlockDiffusionDecoder(CachedDecoder):
         eos_id: int | None = None,
         max_len: int | None = None,
     ) -> None:
-        self.block_size = positive("block_size", block_size)
-        if block_size < 2:
-            raise ValueError(
-                f"block_size must be at least 2 (the pending token and one mask), got {block_size}"
-            )
+        self.block_size = None if block_size is None else block_length(block_size)
         if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.threshold = float(threshold)
         self.sub_block = None if sub_block is None else positive("sub_block", sub_block)
-        self.clean = CausalCommit() if clean is None else clean
-        if not isinstance(self.clean, CausalCommit | BlockCommit):
+        if clean is not None and not isinstance(clean, CausalCommit | BlockCommit):
             raise ValueError(f"clean must be CausalCommit() or BlockCommit(), got {clean!r}")
+        self.clean = clean
         self.fold = fold
         super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+
+    def resolve(self, model: nn.Module) -> Blocks:
+        who = type(self).__name__
+        mask_id = mask_token(model, who)
+        fold = self.folds(model)
+        size = block_length(block_size_for(who, self.block_size, model))  # a record may hold any int
+        clean = self.clean
+        if clean is None:
+            record = training_of(model)
+            clean = BlockCommit() if record is not None and record.clean == "block" else CausalCommit()
+        return Blocks(mask_id, size, clean, fold)
 
     def folds(self, model: nn.Module) -> bool:
         shift = model.config.token_shift
@@ -122,8 +139,8 @@ class BlockDiffusionDecoder(CachedDecoder):
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
         stats = DecodeStats()
         with Timer(stats):
-            mask_id = mask_token(model, type(self).__name__)
-            fold, shift, B = self.folds(model), model.config.token_shift, self.block_size
+            mask_id, B, clean, fold = self.resolve(model)
+            shift = model.config.token_shift
             prompts, target, rows, generator = self.start(
                 model, prompts, max_new_tokens, 2 * B, stats, mask_id
             )
@@ -139,7 +156,7 @@ class BlockDiffusionDecoder(CachedDecoder):
                     if not finished[r]:
                         offsets[r] = layout.add(r, blocks[r][:B], c, causal=False)
                         continue
-                    layout.add(r, blocks[r][:B], c, causal=self.clean.causal)
+                    layout.add(r, blocks[r][:B], c, causal=clean.causal)
                     offsets[r] = None
                     if fold:
                         blocks[r] = [rows.pending[r]] + [mask_id] * slots
@@ -203,3 +220,10 @@ class BlockDiffusionDecoder(CachedDecoder):
     def ready(self, block: list[int], room: int, mask_id: int) -> bool:
         """Whether the block can be emitted: every position it will emit (`reach`) is filled."""
         return all(block[j] != mask_id for j in range(1, self.reach(block, room) + 1))
+
+
+def block_length(block_size: int) -> int:
+    positive("block_size", block_size)
+    if block_size < 2:
+        raise ValueError(f"block_size must be at least 2 (the pending token and one mask), got {block_size}")
+    return block_size

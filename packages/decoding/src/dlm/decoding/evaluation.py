@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from dlm.core.checkpoint import training_of
 from dlm.core.protocols import Decoder, DecodeStats, LayoutMismatch, LayoutWarning
@@ -128,12 +127,7 @@ class Evaluation:
         for m in networks:
             m.eval()
         size = self.batch_size or len(prompts)
-        bar = tqdm(
-            total=len(self.decoders) * -(-len(prompts) // size),
-            desc="decoding",
-            unit="batch",
-            disable=not progress,
-        )
+        bar = progress_bar(len(self.decoders) * -(-len(prompts) // size), progress)
 
         def advance(name: str) -> None:
             bar.set_postfix_str(name)
@@ -184,6 +178,29 @@ class Evaluation:
             plot = self.plot if callable(self.plot) else default_plot
             plot(speculative, str(path))
             print(f"acceptance-by-position plot: {path}")
+
+
+def progress_bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar when asked for and tqdm is installed (Lightning brings it; dlm.decoding does not
+    depend on it), else a silent stand-in."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        enabled = False
+    if not enabled:
+        return SilentBar()
+    return tqdm(total=total, desc="decoding", unit="batch")
+
+
+class SilentBar:
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def update(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def default_plot(results: Sequence[tuple[str, DecodeStats]], path: str) -> None:

@@ -1,7 +1,7 @@
 """Fused self-speculation: one forward verifies the current drafts and drafts the next block.
 
-Our formulation (following docs/DESIGN.md §7 and the anchor convention). With pending token t at position
-c and drafts d_1..d_m, a fused forward holds, per row:
+Our formulation (following the decoders section of docs/DESIGN.md and the anchor convention). With
+pending token t at position c and drafts d_1..d_m, a fused forward holds, per row:
 
 - the verify segment `[t, d_1..d_m]` at c..c+m (causal, committed: cropped after acceptance);
 - candidate draft blocks `[x_j, MASK x k]` at c+j..c+j+k, x_0 = t, x_j = d_j, each seeing the
@@ -27,14 +27,10 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import (
-    CachedDecoder,
-    Decoding,
-    Timer,
-    mask_token,
-    positive,
-)
-from dlm.decoding.speculation import Drafts, block_predictions, propose, verify
+from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
+from dlm.decoding.record import k_for
+from dlm.decoding.stream import Timer
+from dlm.decoding.verify import Drafts, block_predictions, propose, verify
 
 
 class FusedSelfSpeculativeDecoder(CachedDecoder):
@@ -42,14 +38,15 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
     next in one forward; `quadratic=True` drafts a candidate next block for every acceptance length.
 
     Args:
-        k: masks per draft block (the model's training block size minus one).
+        k: masks per draft block; None: the model's training record's (its k, else block_size - 1).
+            An explicit k other than the record's block_size - 1 is warned about (LayoutWarning).
         quadratic: draft k + 1 candidate blocks per forward instead of one.
         temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
     """
 
     def __init__(
         self,
-        k: int = 4,
+        k: int | None = None,
         quadratic: bool = False,
         temperature: float = 0.0,
         top_k: int | None = None,
@@ -58,24 +55,30 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
         eos_id: int | None = None,
         max_len: int | None = None,
     ) -> None:
-        self.k = positive("k", k)
+        self.k = None if k is None else positive("k", k)
         self.quadratic = quadratic
         super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
-    def scratch(self) -> int:
+    def resolve(self, model: nn.Module) -> tuple[int, int]:
+        """(the model's mask id, k)."""
+        who = type(self).__name__
+        mask_id = mask_token(model, who)
+        return mask_id, k_for(who, self.k, model)
+
+    def scratch(self, k: int) -> int:
         """The widest row: up to k + 2 verify tokens and one (quadratic: up to k + 2) candidate
         blocks of k + 1 tokens."""
-        candidates = self.k + 2 if self.quadratic else 1
-        return self.k + 2 + candidates * (self.k + 1)
+        candidates = k + 2 if self.quadratic else 1
+        return k + 2 + candidates * (k + 1)
 
     @torch.no_grad()
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
         stats = DecodeStats()
         with Timer(stats):
-            mask_id = mask_token(model, type(self).__name__)
-            shift, k = model.config.token_shift, self.k
+            mask_id, k = self.resolve(model)
+            shift = model.config.token_shift
             prompts, target, rows, generator = self.start(
-                model, prompts, max_new_tokens, self.scratch(), stats, mask_id
+                model, prompts, max_new_tokens, self.scratch(k), stats, mask_id
             )
             drafts: list[Drafts | None] = [None] * len(prompts)
             while rows.active:

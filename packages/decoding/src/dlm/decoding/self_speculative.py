@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from dlm.core.protocols import DecodeStats
-from dlm.decoding.session import CachedDecoder, Decoding, Timer, mask_token, positive
-from dlm.decoding.speculation import block_predictions, propose, verify_step
+from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
+from dlm.decoding.record import k_for
+from dlm.decoding.stream import Timer
+from dlm.decoding.verify import block_predictions, propose, verify_step
 
 
 class SelfSpeculativeDecoder(CachedDecoder):
@@ -27,7 +29,8 @@ class SelfSpeculativeDecoder(CachedDecoder):
     distributed as AR sampling.
 
     Args:
-        k: masks per draft block (the model's training block size minus one).
+        k: masks per draft block; None: the model's training record's (its k, else block_size - 1).
+            An explicit k other than the record's block_size - 1 is warned about (LayoutWarning).
         cross_block: with token shift, also use the draft's last logit (which predicts the token
             after the block) as a (k+1)-th draft. Needs a token-shift model.
         temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
@@ -35,7 +38,7 @@ class SelfSpeculativeDecoder(CachedDecoder):
 
     def __init__(
         self,
-        k: int = 4,
+        k: int | None = None,
         cross_block: bool = False,
         temperature: float = 0.0,
         top_k: int | None = None,
@@ -44,30 +47,30 @@ class SelfSpeculativeDecoder(CachedDecoder):
         eos_id: int | None = None,
         max_len: int | None = None,
     ) -> None:
-        self.k = positive("k", k)
+        self.k = None if k is None else positive("k", k)
         self.cross_block = cross_block
         super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
 
-    def drafts_per_step(self, model: nn.Module) -> int:
+    def resolve(self, model: nn.Module) -> tuple[int, int]:
+        """(the model's mask id, k)."""
+        who = type(self).__name__
+        mask_id = mask_token(model, who)
         if self.cross_block and not model.config.token_shift:
             raise ValueError("cross_block=True needs a token-shift model (model.config.token_shift is False)")
-        return self.k + int(self.cross_block)
+        return mask_id, k_for(who, self.k, model)
 
     @torch.no_grad()
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:
         stats = DecodeStats()
         with Timer(stats):
-            mask_id = mask_token(model, type(self).__name__)
-            m = self.drafts_per_step(model)
-            shift = model.config.token_shift
-            _, target, rows, generator = self.start(
-                model, prompts, max_new_tokens, self.k + 2, stats, mask_id
-            )
+            mask_id, k = self.resolve(model)
+            m, shift = k + int(self.cross_block), model.config.token_shift
+            _, target, rows, generator = self.start(model, prompts, max_new_tokens, k + 2, stats, mask_id)
             while rows.active:
                 active, before = rows.active, target.cache.lengths
                 layout = target.layout()
                 for r in active:
-                    layout.add(r, [rows.pending[r]] + [mask_id] * self.k, before[r], causal=False)
+                    layout.add(r, [rows.pending[r]] + [mask_id] * k, before[r], causal=False)
                 logits = target.forward(layout, len(active), commit=False)
                 predictions = block_predictions(logits[active].cpu(), shift)[:, :m]
                 drafts = propose(self.sampler, predictions, mask_id, generator)

@@ -3,23 +3,18 @@
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import ExportCheckpoint
 from dlm.training.checkpointing import AtomicCheckpointIO
+from dlm.training.conversion import ConversionModule
 from dlm.training.data import PackedTextDataModule
-from dlm.training.data.distilled import DistilledDataModule
-from dlm.training.evaluation import DecodeEval
+from dlm.training.drafter import DistilledDataModule, DrafterModule
 from dlm.training.guard import NonFiniteGuard
 from dlm.training.metrics import MaskedTokenMetrics, weight_drift
-from dlm.training.modules import (
-    ARLanguageModel,
-    ConversionModule,
-    DrafterModule,
-    LanguageModule,
-    TriModeModule,
-)
+from dlm.training.modules import ARLanguageModel, LanguageModule
 from dlm.training.optim import Optimization
 from dlm.training.parallel import ShardedStrategy, parallelize
-from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern
+from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern, TriModePattern
 from dlm.training.random_state import RandomState
 from dlm.training.sampler import ResumableLoader, ResumableSampler
+from dlm.training.trimode import TriModeModule
 from dlm.training.version import __version__
 
 __all__ = [
@@ -30,7 +25,6 @@ __all__ = [
     "BidirectionalPattern",
     "BlockCausalPattern",
     "ConversionModule",
-    "DecodeEval",
     "DistilledDataModule",
     "DrafterModule",
     "ExportCheckpoint",
@@ -44,6 +38,7 @@ __all__ = [
     "ResumableSampler",
     "ShardedStrategy",
     "TriModeModule",
+    "TriModePattern",
     "__version__",
     "parallelize",
     "weight_drift",

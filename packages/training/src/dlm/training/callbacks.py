@@ -12,13 +12,16 @@ from dlm.training.parallel import full_state_dict, is_sharded
 
 
 def training_record(module: pl.LightningModule) -> TrainingRecord:
-    """How `module` trains its model (class, block size, draft positions k, token shift), for the
-    checkpoint record that decoders read (dlm.core.checkpoint.TrainingRecord)."""
+    """How `module` trains its model (class, block size, draft positions k, token shift, how the
+    clean stream attends: its pattern's `clean`), for the checkpoint record that decoders read
+    (dlm.core.checkpoint.TrainingRecord)."""
+    pattern = getattr(module, "pattern", None)
     return TrainingRecord(
         type(module).__name__,
         getattr(module, "block_size", None),
         getattr(module, "k", None),
         module.model.config.token_shift,
+        clean=pattern.clean if pattern is not None else None,
     )
 
 

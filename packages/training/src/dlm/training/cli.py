@@ -29,6 +29,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from dlm.training.checkpointing import AtomicCheckpointIO, check_checkpoint_file
 from dlm.training.guard import NonFiniteGuard
+from dlm.training.legacy import migrate_args
 from dlm.training.modules import LanguageModule
 from dlm.training.preflight import check_launcher, check_writable
 from dlm.training.random_state import RandomState
@@ -141,7 +142,8 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
-            args=args,
+            # Configs and flags written before `evaluation:` keep running for one release.
+            args=migrate_args(sys.argv[1:] if args is None else list(args)),
         )
     except ArgumentError as err:
         if os.environ.get("DLM_TRACEBACK"):

@@ -9,6 +9,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from dlm.core.losses import MaskedDiffusionLoss, target_cross_entropy
+from dlm.core.masking import Corrupted
+
 
 class MaskedTokenMetrics(Metric):
     """Mean CE and accuracy of masked-token predictions, overall and by the mask ratio of the block
@@ -57,6 +60,24 @@ def block_ratios(corrupted: Tensor, block_size: int) -> Tensor:
     batch, length = corrupted.shape
     per_block = corrupted.view(batch, length // block_size, block_size).float().sum(-1) / (block_size - 1)
     return per_block.repeat_interleave(block_size, dim=1)
+
+
+def masked_predictions(
+    loss: MaskedDiffusionLoss,
+    logits: Tensor,
+    clean: Tensor,
+    corrupted: Corrupted,
+    block_size: int,
+    token_shift: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(CE, correct, block mask ratio) of every masked position's prediction, what
+    MaskedTokenMetrics.update takes: the corrupted positions only (no cross-block target),
+    unweighted. `logits` (batch, L, vocab) are the noisy positions' under `loss`'s token shift."""
+    t = loss.targets(corrupted.mask, corrupted.weights, block_size, token_shift, cross_block=False)
+    ce = target_cross_entropy(logits, clean, t)
+    correct = logits[t.rows, t.logit_positions].argmax(-1) == clean[t.rows, t.positions]
+    ratio = block_ratios(corrupted.mask, block_size)[t.rows, t.positions]
+    return ce, correct, ratio
 
 
 def layer_type(name: str) -> str:

@@ -3,7 +3,8 @@
 A pattern turns (noisy, clean) token rows into the final hidden states of the noisy positions;
 the module applies the output head and the loss. Chosen in YAML by class_path. With per-token
 document ids the pattern is ANDed with a same-document mask, so packed documents do not see each
-other.
+other. The [x_t ; x_0] patterns also give the states of both halves (`hidden`): tri-mode reads AR
+logits off the clean half.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dlm.attention import Bidirectional, BlockDiffusion, Causal, Mask
+from dlm.attention import Bidirectional, BlockDiffusion, Causal, Mask, TriMode
 from dlm.attention.masks import SameDocument
 from dlm.core import Transformer
 
@@ -20,6 +21,9 @@ class AttentionPattern:
     cross_block_targets: bool = True
     """Whether the next block's anchor is a fair target at a noisy block's last position (it must
     not be visible to the noisy sequence)."""
+    clean: str | None = None
+    """How the clean half attends, as the model's TrainingRecord states it for block decoders:
+    "block" (block-causal), "causal" (token-causal) or None (no clean half)."""
 
     def noisy_hidden(
         self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
@@ -38,24 +42,56 @@ def causal(doc_ids: Tensor | None = None) -> Mask:
     return Causal() if doc_ids is None else Causal() & SameDocument(doc_ids)
 
 
-class BlockCausalPattern(AttentionPattern):
+class NoisyCleanPattern(AttentionPattern):
+    """[x_t ; x_0] in one forward, both halves at positions 0..L-1, under `mask` (ANDed with
+    SameDocument.for_noisy_clean when doc_ids are given)."""
+
+    cross_block_targets = True
+
+    def mask(self, block_size: int, length: int) -> Mask:
+        raise NotImplementedError
+
+    def hidden(
+        self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
+    ) -> Tensor:
+        """Final hidden states (batch, 2L, dim) of both halves: the noisy one, then the clean one."""
+        batch, length = noisy.shape
+        tokens = torch.cat([noisy, clean], dim=1)
+        pos = positions(batch, length, noisy.device).repeat(1, 2)
+        mask = self.mask(block_size, length)
+        if doc_ids is not None:
+            mask = mask & SameDocument.for_noisy_clean(doc_ids)
+        return model.hidden(tokens, pos, mask)
+
+    def noisy_hidden(
+        self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
+    ) -> Tensor:
+        return self.hidden(model, noisy, clean, block_size, doc_ids)[:, : noisy.shape[1]]
+
+
+class BlockCausalPattern(NoisyCleanPattern):
     """BD3-LM / Efficient-DLM block-wise attention over [x_t ; x_0]: each noisy block attends to
     itself (bidirectionally) and to the clean blocks before it; the clean half is block-causal.
     Both halves sit at positions 0..L-1. This is the context a cached block decoder gives a draft
     block, so the AR model's causal prefix attention is kept."""
 
-    cross_block_targets = True
+    clean = "block"
 
-    def noisy_hidden(
-        self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
-    ) -> Tensor:
-        batch, length = noisy.shape
-        tokens = torch.cat([noisy, clean], dim=1)
-        pos = positions(batch, length, noisy.device).repeat(1, 2)
-        mask: Mask = BlockDiffusion(block_size, length)
-        if doc_ids is not None:
-            mask = mask & SameDocument.for_noisy_clean(doc_ids)
-        return model.hidden(tokens, pos, mask)[:, :length]
+    def mask(self, block_size: int, length: int) -> Mask:
+        return BlockDiffusion(block_size, length)
+
+
+class TriModePattern(NoisyCleanPattern):
+    """Tri-mode (Nemotron) attention over [x_t ; x_0]: each noisy block attends to itself
+    (bidirectionally) and to the clean text before its block, token-causally; the clean half is
+    token-causal and never sees the noisy half, so it is exactly the AR forward. One forward gives
+    diffusion states on the noisy half and AR states on the clean half (TriModeModule), and is the
+    context SpeculativeDecoder gives a drafter's block (the drafter's training layout)."""
+
+    clean = "causal"
+
+    def mask(self, block_size: int, length: int) -> Mask:
+        return TriMode(block_size, length)
 
 
 class BidirectionalPattern(AttentionPattern):

@@ -2,8 +2,7 @@
 
 Both halves use positions 0..L-1. Let n(i) = i < L (noisy), j = i mod L, blk(j) = j // B.
 BlockDiffusion (BD3-LM):  noisy block sees itself and the clean blocks before it; the clean half is
-block-causal. TriMode (Nemotron "sbd"): the same, but the clean half is token-causal, so one forward
-gives diffusion logits on the noisy half and autoregressive logits on the clean half.
+block-causal. TriMode (trimode.py) is the same with a token-causal clean half.
 """
 
 from __future__ import annotations
@@ -44,7 +43,11 @@ class BlockDiffusion(Mask):
         return noisy_self | noisy_to_clean | clean
 
 
-@dataclass(frozen=True)
-class TriMode(BlockDiffusion):
-    def clean_allowed(self, jq: Tensor, jk: Tensor) -> Tensor:
-        return jk <= jq
+def __getattr__(name: str):
+    # TriMode moved to trimode.py (which imports this module, so it cannot be imported at the top);
+    # the old import path keeps working for one release.
+    if name == "TriMode":
+        from dlm.attention.masks.trimode import TriMode
+
+        return TriMode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ from dlm.core.checkpoint import training_of
 from dlm.core.protocols import DecodeStats
 from dlm.decoding.batching import add_decoder_options, build, check_mask, decode_all, load_models
 from dlm.decoding.eval.humaneval import StopText, cut
+from dlm.decoding.record import trained_sizes
 
 DIFFUSION_ONLY = {"ConversionModule", "DrafterModule"}
 """dlm.training modules whose models never learned the AR (causal, next-token) objective."""
@@ -54,12 +55,21 @@ class DLMEvalLM(TemplateLM):
     def __init__(self, checkpoint: str, **model_args: Any) -> None:
         super().__init__()
         self.args = options(checkpoint, **model_args)
-        self.model, self.tok, drafter = load_models(self.args)
-        check_mask(self.args.decoder, self.model, drafter)
+        self.model, self.tok, self.drafter = load_models(self.args)
+        check_mask(self.args.decoder, self.model, self.drafter)
         self.name = self.args.decoder[0]
-        self.decoder = build(self.args, self.args.decoder, self.tok.eos_id, drafter)[self.name]
+        self.decoder = build(self.args, self.args.decoder, self.tok.eos_id, self.drafter)[self.name]
         self.batch_size = int(self.args.batch_size)
         self.stats = DecodeStats()
+
+    def sizes(self) -> tuple[int, int]:
+        """(k, block size) as the decoder resolves them: the option, else the training record of
+        the model that drafts; 0 where neither says (only a decoder that needs neither runs then)."""
+        block, k = trained_sizes(self.drafter if self.name == "drafter" else self.model) or (0, 0)
+        return (
+            self.args.k if self.args.k is not None else k,
+            self.args.block_size if self.args.block_size is not None else block,
+        )
 
     @property
     def eot_token_id(self) -> int:
@@ -135,7 +145,7 @@ class DLMEvalLM(TemplateLM):
             budget = int(settings.get("max_gen_toks", self.args.max_new_tokens))
             groups.setdefault((until, budget), []).append(i)
         answers: list[str] = [""] * len(requests)
-        scratch = 2 * max(self.args.k, self.args.block_size) + 2
+        scratch = 2 * max(self.sizes()) + 2
         for (until, budget), members in groups.items():
             budget = min(budget, self.max_length // 2)
             room = self.max_length - budget - scratch

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dlm.core.checkpoint import set_training
 from dlm.core.losses import AutoregressiveLoss
 from dlm.core.protocols import Tokenizer
 from dlm.training.architecture import Architecture
+from dlm.training.callbacks import training_record
 from dlm.training.modules.base import LanguageModule
 from dlm.training.optim import Optimization
 from dlm.training.patterns import causal, positions
@@ -36,6 +38,7 @@ class ARLanguageModel(LanguageModule):
     ) -> None:
         super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document)
         self.loss = AutoregressiveLoss()
+        set_training(self.model, training_record(self))  # replaces a loaded checkpoint's record
 
     def forward(self, tokens: Tensor, doc_ids: Tensor | None = None) -> Tensor:
         return self.model(tokens, positions(*tokens.shape, tokens.device), causal(doc_ids))

@@ -1,25 +1,28 @@
-"""What every dlm LightningModule shares: the network at self.model, its tokenizer, the optimizer
-and the checkpoint record that lets dlm.core.load_model read a Lightning .ckpt."""
+"""What every dlm LightningModule shares: the network at self.model, its tokenizer, the optimizer,
+the checkpoint record that lets dlm.core.load_model read a Lightning .ckpt, and the test-time
+decoding evaluation (prompts collected from the test data, the evaluation run at the end)."""
 
 from __future__ import annotations
 
 import logging
 import resource
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 
 from dlm.core.checkpoint import checkpoint_record
-from dlm.core.protocols import Tokenizer
+from dlm.core.protocols import Evaluation, Tokenizer
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import training_record
 from dlm.training.checkpointing import check_same_model
 from dlm.training.initialization import initial_model
 from dlm.training.optim import Optimization, configure
 from dlm.training.parallel import data_parallel_mesh, is_sharded, parallelize
+from dlm.training.patterns import AttentionPattern
 
 log = logging.getLogger("lightning.pytorch.dlm")  # Lightning's handler prints it on every rank
 
@@ -40,12 +43,16 @@ class LanguageModule(pl.LightningModule):
         optimization: AdamW + warmup/cosine settings.
         seq_len: Linked from the data module; checked against max_seq_len (and the block size).
         same_document: Mask attention between the different documents packed into a sample.
+        evaluation: Test-time decoding (dlm.core.protocols.Evaluation, e.g. dlm.decoding.Evaluation):
+            its decoders run at the end of test on prompts taken from the test data.
 
     A diffusion module sets `block_size` before calling this __init__; seq_len must then be a
     multiple of it.
     """
 
     block_size: int | None = None
+    pattern: AttentionPattern | None = None
+    """How a diffusion module shows [x_t ; x_0] to its model; its `clean` goes into the TrainingRecord."""
 
     def __init__(
         self,
@@ -55,9 +62,12 @@ class LanguageModule(pl.LightningModule):
         optimization: Optimization | None = None,
         seq_len: int | None = None,
         same_document: bool = False,
+        evaluation: Evaluation | None = None,
     ) -> None:
         super().__init__()
         self.same_document = same_document
+        self.evaluation = evaluation
+        self.prompts: list[list[int]] = []
         self.model, self.tokenizer = initial_model(architecture, init_from, tokenizer)
         self.init_from = init_from
         self.optimization = optimization or Optimization()
@@ -113,17 +123,29 @@ class LanguageModule(pl.LightningModule):
         if optimizers:
             self.log("train/lr", optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
 
-    # -- decoding at test (modules with `decoders`, `decode` and `prompts`) ----------------------
+    # -- decoding at test ----------------------------------------------------------------------
     @property
     def sharded(self) -> bool:
         return isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
 
+    def check_evaluation(self, model: nn.Module, drafter: nn.Module | None = None) -> None:
+        """Fail now, not after training, when a decoder cannot run on `model` (it decodes with
+        `drafter` where it needs one); warn when its draft block is not training's. Call it once the
+        model, its mask token and its TrainingRecord exist."""
+        if self.evaluation is not None:
+            self.evaluation.check(model, drafter)
+
     def collect_prompts(self, batch: dict[str, Tensor]) -> None:
-        """Keep the first `decode.prompt_tokens` tokens of test samples as decoding prompts, until
-        `decode.prompts` are held; none under FSDP (decoders need the whole model)."""
-        if self.decoders and not self.sharded and len(self.prompts) < self.decode.prompts:
-            need = self.decode.prompts - len(self.prompts)
-            self.prompts += batch["tokens"][:need, : self.decode.prompt_tokens].tolist()
+        """Keep the first `evaluation.prompt_tokens` tokens of test samples as decoding prompts,
+        until `evaluation.prompts` are held; none under FSDP (decoders need the whole model)."""
+        evaluation = self.evaluation
+        if evaluation is not None and not self.sharded and len(self.prompts) < evaluation.prompts:
+            need = evaluation.prompts - len(self.prompts)
+            self.prompts += batch["tokens"][:need, : evaluation.prompt_tokens].tolist()
+
+    def on_test_start(self) -> None:
+        if self.evaluation is not None:
+            self.warn_if_sharded("decoders")
 
     def warn_if_sharded(self, what: str) -> None:
         if self.sharded:
@@ -131,3 +153,23 @@ class LanguageModule(pl.LightningModule):
                 f"{what} need the unsharded model and are skipped under FSDP; run `dlm test` with "
                 "--trainer.strategy auto --trainer.devices 1 to get them"
             )
+
+    def evaluate(
+        self, model: nn.Module, drafter: nn.Module | None = None, reference: nn.Module | None = None
+    ) -> dict[str, float]:
+        """The evaluation's numbers on the collected prompts as "test/<key>", then the prompts are
+        dropped; empty without an evaluation or prompts. Every process decodes its own prompts;
+        global rank zero writes the table, the report and the plot to default_root_dir."""
+        if self.evaluation is None or not self.prompts:
+            return {}
+        zero = self.trainer.is_global_zero
+        metrics = self.evaluation.run(
+            model,
+            self.prompts,
+            drafter=drafter,
+            reference=reference,
+            directory=Path(self.trainer.default_root_dir) if zero else None,
+            progress=bool(zero and self.trainer.progress_bar_callback),
+        )
+        self.prompts = []
+        return {f"test/{key}": value for key, value in metrics.items()}

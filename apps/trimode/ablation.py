@@ -1,9 +1,9 @@
 """Tri-mode ablation: does joint training keep AR quality, what does each block size buy, what does a
 tri-mode step cost?
 
-    python bench/trimode.py                          # from runs/demo/pretrain/model (make demo first)
-    python bench/trimode.py --init CKPT --steps 200 --block-sizes 4 8 16 --threads 2
-    python bench/trimode.py --init checkpoints/SmolLM2-135M-Instruct --only-step-times --bf16 \
+    python apps/trimode/ablation.py                          # from runs/demo/pretrain/model (make demo first)
+    python apps/trimode/ablation.py --init CKPT --steps 200 --block-sizes 4 8 16 --threads 2
+    python apps/trimode/ablation.py --init checkpoints/SmolLM2-135M-Instruct --only-step-times --bf16 \
         --batch-size 4 --repeats 3      # the step-time ratio on the real checkpoint (apps/trimode/README.md)
 
 From one AR checkpoint, at equal steps, equal data order and equal optimizer settings:
@@ -40,8 +40,8 @@ from dlm.decoding import (
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
 )
+from dlm.decoding.evaluation import decode_interleaved, decode_metrics, decode_table, distinct_ngrams
 from dlm.training import Architecture, ARLanguageModel, Optimization, PackedTextDataModule, TriModeModule
-from dlm.training.evaluation import decode_interleaved, decode_metrics, decode_table, distinct_ngrams
 from dlm.training.patterns import positions
 
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     init = Path(args.init)
     if not any((init / name).is_file() for name in ("dlm.json", "config.json")) and not init.is_file():
         sys.exit(
-            f"bench/trimode.py: error: no AR checkpoint at {args.init}; run `make demo` first or pass --init"
+            f"apps/trimode/ablation.py: error: no AR checkpoint at {args.init}; run `make demo` first or pass --init"
         )
     torch.set_num_threads(args.threads)
     print(

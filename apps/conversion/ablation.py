@@ -8,17 +8,17 @@ are comparable. Prints one markdown table: with several --seeds, each cell is th
 sample standard deviation over the seeds (a seed sets seed_everything, hence the data order, and
 the corruption's seed); --json keeps every seed's figures, rewritten after each run.
 
-    python bench/conversion_ablation.py --steps 150            # needs runs/pretrain-tiny/model
-    python bench/conversion_ablation.py --pretrain             # trains it first (tiny pretrain config)
-    python bench/conversion_ablation.py --steps 300 --seeds 0 1 2 --json runs/ablation.json
-    python bench/conversion_ablation.py --report runs/ablation.json   # the table of a saved run (or part)
+    python apps/conversion/ablation.py --steps 150            # needs runs/pretrain-tiny/model
+    python apps/conversion/ablation.py --pretrain             # trains it first (tiny pretrain config)
+    python apps/conversion/ablation.py --steps 300 --seeds 0 1 2 --json runs/ablation.json
+    python apps/conversion/ablation.py --report runs/ablation.json   # the table of a saved run (or part)
 
 The same on a real checkpoint (apps/conversion/README.md, "SmolLM2-135M-Instruct"): --config picks
 the conversion config, --variants a subset, --ar-continuation adds the same checkpoint trained as
 pure AR on the same steps and data (the retention baseline), --ood-corpus tests every row again on
 another embedded corpus, --save exports every trained row for dlm-eval:
 
-    python bench/conversion_ablation.py --config apps/conversion/configs/smollm2-135m.yaml \
+    python apps/conversion/ablation.py --config apps/conversion/configs/smollm2-135m.yaml \
         --init-from checkpoints/SmolLM2-135M-Instruct --steps 40 --ar-continuation \
         --ood-corpus shakespeare --save runs/conversion-smollm2 --json runs/conversion-smollm2.json
 """
@@ -43,7 +43,7 @@ from dlm.training.cli import DLMCLI, main
 from dlm.training.data import PackedTextDataModule
 from dlm.training.modules import LanguageModule
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / "apps/pretrain/configs/tiny.yaml"
 CONVERSION = ROOT / "apps/conversion/configs/tiny.yaml"
 PATTERNS = {
@@ -108,7 +108,7 @@ def run_variant(
         ood = PackedTextDataModule(
             options.ood_corpus, seq_len=data.seq_len, batch_size=data.batch_size, tokenizer=data.tokenizer
         )
-        module.decoders = {}
+        module.evaluation = None  # decode once, in-domain
         (other,) = cli.trainer.test(module, datamodule=ood, verbose=False)
         other = {
             k.replace("test/loss", "test/ar_loss") if pattern == AR_ROW[0] else k: v for k, v in other.items()

@@ -1,9 +1,14 @@
 """A tiny tri-mode model trained on a deterministic pattern, for end-to-end decoder tests and benches.
 
-Pure torch (dlm.decoding never imports dlm.training): the TriMode mask over [x_t ; x_0], the anchor
-rule (each noisy block's first token is never corrupted), a diffusion cross-entropy on the noisy
-half and an AR cross-entropy on the clean half, as docs/DESIGN.md §4-6 describe, in a few dozen lines. A
-model trained this way drafts the pattern perfectly, so self-speculation accepts every draft.
+The objective is TriModeModule's (dlm.training), built from the same dlm.core pieces without
+Lightning or data modules: a corruption strategy (its anchor rule leaves each block's first token
+clean), one forward over [x_t ; x_0] with the TriMode mask, and HybridLoss (masked diffusion on the
+noisy half, next-token CE on the clean half); see the corruption, loss and tri-mode sections of
+docs/DESIGN.md. A model trained this way drafts the pattern perfectly, so self-speculation accepts
+every draft.
+
+Test support, not part of any package: the decoding tests import it as `pattern_model` (the root
+pytest config puts testing/ on the path), bench/decoding.py puts testing/ on sys.path itself.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dlm.attention import TriMode
 from dlm.core import ModelConfig, Transformer
+from dlm.core.checkpoint import TrainingRecord, set_training
+from dlm.core.losses import HybridLoss
+from dlm.core.masking import Corruption, Uniform
 
 Pattern = Callable[[torch.Generator, int, int], Tensor]
 """(generator, batch, length) -> a LongTensor (batch, length) of pattern sequences."""
@@ -44,27 +51,20 @@ def cyclic_text(ids: list[int]) -> Pattern:
 
 
 def tri_mode_loss(
-    model: Transformer, x0: Tensor, block_size: int, g: torch.Generator, eps: float = 0.1
+    model: Transformer,
+    x0: Tensor,
+    index: Tensor,
+    block_size: int,
+    corruption: Corruption,
+    loss: HybridLoss,
+    seed: int,
 ) -> Tensor:
-    """Diffusion CE on the corrupted positions of [x_t ; x_0] (plus, with token shift, each noisy
-    block's cross-block target: its last logit predicts the next block's anchor) + AR CE on x_0."""
+    """`loss` of one [x_t ; x_0] forward, x_t drawn by `corruption` for samples `index` (batch,)."""
     b, L = x0.shape
-    mask_id, shift = model.config.mask_token_id, model.config.token_shift
-    rate = (torch.rand(b, L // block_size, generator=g) * (1 - eps) + eps).repeat_interleave(block_size, 1)
-    corrupt = torch.rand(b, L, generator=g) < rate
-    corrupt[:, ::block_size] = False  # the anchor rule
-    xt = x0.masked_fill(corrupt, mask_id)
+    corrupted = corruption(x0, index, 0, block_size, model.config.mask_token_id, seed)
     positions = torch.arange(L).repeat(2).expand(b, -1)
-    logits = model(torch.cat([xt, x0], 1), positions, TriMode(block_size, L))
-    noisy, clean = logits[:, :L], logits[:, L:]
-    if shift:
-        anchors = (torch.arange(1, L) % block_size == 0).expand(b, -1)
-        chosen = corrupt[:, 1:] | anchors
-        diffusion = F.cross_entropy(noisy[:, :-1][chosen], x0[:, 1:][chosen])
-    else:
-        diffusion = F.cross_entropy(noisy[corrupt], x0[corrupt])
-    autoregressive = F.cross_entropy(clean[:, :-1].reshape(-1, clean.shape[-1]), x0[:, 1:].reshape(-1))
-    return diffusion + autoregressive
+    logits = model(torch.cat([corrupted.tokens, x0], 1), positions, TriMode(block_size, L))
+    return loss(logits, x0, corrupted.mask, corrupted.weights, block_size, model.config.token_shift)
 
 
 def train_tri_mode(
@@ -82,7 +82,8 @@ def train_tri_mode(
     lr: float = 3e-3,
     seed: int = 0,
 ) -> Transformer:
-    """A small Transformer trained with the tri-mode objective on `pattern`; returned in eval mode."""
+    """A small Transformer trained with the tri-mode objective on `pattern`; returned in eval mode,
+    carrying the TrainingRecord a tri-mode run writes (so decoders take block_size and k from it)."""
     if seq_len % block_size:
         raise ValueError(f"seq_len={seq_len} must be a multiple of block_size={block_size}")
     torch.manual_seed(seed)
@@ -97,12 +98,18 @@ def train_tri_mode(
         token_shift=token_shift,
     )
     model = Transformer(config)
+    # Noise levels t ~ U(0.1, 1) per block, the range this model was always trained at: the
+    # trained-model tests' thresholds were set with it.
+    corruption, loss = Uniform(eps=0.1), HybridLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    for _ in range(steps):
-        loss = tri_mode_loss(model, pattern(g, batch, seq_len), block_size, g)
+    for step in range(steps):
+        index = torch.arange(step * batch, (step + 1) * batch)  # every sample new: one epoch
+        value = tri_mode_loss(model, pattern(g, batch, seq_len), index, block_size, corruption, loss, seed)
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
         schedule.step()
+    record = TrainingRecord("train_tri_mode", block_size=block_size, token_shift=token_shift, clean="causal")
+    set_training(model, record)
     return model.eval()

@@ -1,11 +1,11 @@
 """Drafter loss ablation: equal steps, same distilled data and order, same drafter init; only the loss differs.
 
-    python bench/drafter_ablation.py                      # the tiny pipeline's outputs under runs/
-    python bench/drafter_ablation.py --steps 300 --soft   # also the soft-label baselines
-    python bench/drafter_ablation.py --corpus stdlib-code            # teacher-forced labels on corpus text
-    python bench/drafter_ablation.py --only dpace --seeds 0 1 2      # D-PACE beside uniform_ce, 3 seeds
-    python bench/drafter_ablation.py --target T --drafter D --data runs/drafter-tiny/distilled --json out.json
-    python bench/drafter_ablation.py --target checkpoints/SmolLM2-135M-Instruct \
+    python apps/drafter/ablation.py                      # the tiny pipeline's outputs under runs/
+    python apps/drafter/ablation.py --steps 300 --soft   # also the soft-label baselines
+    python apps/drafter/ablation.py --corpus stdlib-code            # teacher-forced labels on corpus text
+    python apps/drafter/ablation.py --only dpace --seeds 0 1 2      # D-PACE beside uniform_ce, 3 seeds
+    python apps/drafter/ablation.py --target T --drafter D --data runs/drafter-tiny/distilled --json out.json
+    python apps/drafter/ablation.py --target checkpoints/SmolLM2-135M-Instruct \
         --drafter checkpoints/SmolLM2-135M-Instruct --n-layers 4 --mask-token '<empty_output>' \
         --corpus stdlib-code --seq-len 256 --batch-size 4 --precision bf16-mixed --humaneval 8
 
@@ -64,9 +64,9 @@ from dlm.core.losses import (
 )
 from dlm.decoding import ARDecoder, SpeculativeDecoder
 from dlm.training import Architecture, DistilledDataModule, DrafterModule, PackedTextDataModule
-from dlm.training.draft_eval import DraftAccuracy
+from dlm.training.drafter.accuracy import DraftAccuracy
+from dlm.training.drafter.target import load_target
 from dlm.training.optim import Optimization, configure
-from dlm.training.target import load_target
 
 
 def variants(a: argparse.Namespace) -> dict[str, Callable[[], DrafterLossMix]]:

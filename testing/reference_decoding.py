@@ -7,6 +7,9 @@ cached decoders must reproduce these token for token (greedy, and sampled with t
 batch size 1), with the same accepted lengths and forward counts. They share only the sampling
 rules (dlm.decoding.sampling) and the Fast-dLLM fill rule (BlockDiffusionDecoder.fill / ready),
 which are tested on their own.
+
+Test support, not part of any package: the decoding tests import it as `reference_decoding` (the
+root pytest config puts testing/ on the path).
 """
 
 from __future__ import annotations
@@ -16,26 +19,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from dlm.attention import Mask
+from dlm.attention import Dense
 from dlm.decoding.block_diffusion import BlockCommit, BlockDiffusionDecoder
 from dlm.decoding.fused import FusedSelfSpeculativeDecoder
-from dlm.decoding.speculation import propose, verify
-
-
-@dataclass(frozen=True, eq=False)
-class Dense(Mask):
-    """A mask given as a dense (q_len, kv_len) bool table (compared by identity)."""
-
-    table: Tensor
-
-    cacheable = False  # a new one every step
-
-    def check(self, q_len: int, kv_len: int) -> None:
-        if (q_len, kv_len) != tuple(self.table.shape):
-            raise ValueError(f"Dense mask of shape {tuple(self.table.shape)} cannot cover {q_len} x {kv_len}")
-
-    def mask_mod(self, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-        return self.table.to(kv.device)[q, kv]
+from dlm.decoding.verify import propose, verify
 
 
 def clean_table(n: int, prompt_cached: int, block: int | None = None) -> Tensor:
@@ -120,7 +107,7 @@ def speculative(
     res, g = _start(budget)
     g.manual_seed(decoder.seed)
     draft_model = model if drafter is None else drafter
-    mask_id, k = draft_model.config.mask_token_id, decoder.k
+    mask_id, k = decoder.resolve(model)  # the settings, with k taken from training when unset
     m = k + int(decoder.cross_block)
     c = len(prompt) - 1
     while not res.done:
@@ -141,7 +128,7 @@ def speculative(
 def fused(decoder: FusedSelfSpeculativeDecoder, model: nn.Module, prompt: list[int], budget: int) -> Result:
     res, g = _start(budget)
     g.manual_seed(decoder.seed)
-    mask_id, k, shift = model.config.mask_token_id, decoder.k, model.config.token_shift
+    (mask_id, k), shift = decoder.resolve(model), model.config.token_shift
     c, drafts = len(prompt) - 1, None
     while not res.done:
         text = prompt + res.tokens
@@ -169,9 +156,9 @@ def block_diffusion(
 ) -> Result:
     res, g = _start(budget)
     g.manual_seed(decoder.seed)
-    mask_id, B, shift = model.config.mask_token_id, decoder.block_size, model.config.token_shift
-    fold = decoder.folds(model)
-    structure = B if isinstance(decoder.clean, BlockCommit) else None
+    mask_id, B, clean_kind, fold = decoder.resolve(model)  # unset settings taken from training
+    shift = model.config.token_shift
+    structure = B if isinstance(clean_kind, BlockCommit) else None
     committed, anchor = prompt[:-1], prompt[-1]
     slots = B if fold else B - 1  # with fold the next anchor is the block's last masked position
     while not res.done:
@@ -209,7 +196,6 @@ def clean_kv(model: nn.Module, tokens: list[int], table: Tensor) -> tuple[Tensor
 
 
 __all__ = [
-    "Dense",
     "Result",
     "ar",
     "block_diffusion",

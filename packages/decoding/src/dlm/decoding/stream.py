@@ -1,0 +1,90 @@
+"""One model with its KV cache during a decode: the cache sized for prompt + budget + scratch, the
+prompt prefill, batched forwards over a Layout counted per active row, and the wall-time counter."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from dlm.attention import Causal
+from dlm.core.cache import KVCache
+from dlm.core.protocols import DecodeStats
+from dlm.decoding.layout import Layout
+
+if TYPE_CHECKING:  # base.py imports this module; Progress is only an annotation here
+    from dlm.decoding.base import Progress
+
+
+def new_cache(
+    model: nn.Module, prompts: list[list[int]], max_new_tokens: int, scratch: int, max_len: int | None
+) -> KVCache:
+    """A cache with room for the longest prompt, the budget and one forward's scratch slots."""
+    cap = max_len if max_len is not None else model.config.max_seq_len
+    longest = max(len(p) for p in prompts)
+    if longest > cap:
+        raise ValueError(f"a prompt of {longest} tokens is longer than the cache (max_len={cap})")
+    need = longest + max_new_tokens + scratch
+    if need > cap:
+        raise ValueError(
+            f"a prompt of {longest} tokens + max_new_tokens={max_new_tokens} + {scratch} scratch slots "
+            f"exceed the cache (max_len={cap}); lower max_new_tokens or raise max_len"
+        )
+    return model.new_cache(len(prompts), need)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class Stream:
+    """One model with its cache: prefill, batched forwards over a Layout, counted per active row."""
+
+    def __init__(
+        self, name: str, model: nn.Module, cache: KVCache, stats: DecodeStats, filler: int = 0
+    ) -> None:
+        self.name, self.model, self.cache, self.stats, self.filler = name, model, cache, stats, filler
+        self.device = device_of(model)
+
+    def prefill(self, prompts: list[list[int]]) -> None:
+        """Commit every prompt but its last token (which is pending)."""
+        lengths = [len(p) - 1 for p in prompts]
+        width = max(lengths)
+        if width == 0:
+            return
+        tokens = torch.tensor(
+            [p[:-1] + [self.filler] * (width - n) for p, n in zip(prompts, lengths)], device=self.device
+        )
+        positions = torch.arange(width, device=self.device).expand(len(prompts), -1)
+        self.model.hidden(tokens, positions, Causal(), cache=self.cache)
+        self.cache.crop(lengths)
+        self.stats.prefills[self.name] = self.stats.prefills.get(self.name, 0) + sum(n > 0 for n in lengths)
+
+    def layout(self) -> Layout:
+        return Layout(self.cache.lengths)
+
+    def forward(self, layout: Layout, active: int, commit: bool) -> Tensor:
+        """Logits (rows, width, vocab). With commit the cache advances every row by the width; the
+        caller then crops each row to what it keeps (`settle`)."""
+        tokens, positions, mask = layout.build(self.device, self.filler)
+        logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit)
+        self.stats.count(self.name, active)
+        return logits
+
+    def settle(self, lengths: list[int], rows: Progress) -> None:
+        """Crop every row to what it keeps, never past its emitted text (`Progress.cap`)."""
+        self.cache.crop(rows.cap(lengths))
+
+
+class Timer:
+    def __init__(self, stats: DecodeStats) -> None:
+        self.stats = stats
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stats.seconds += time.perf_counter() - self.start

@@ -2,36 +2,15 @@
 (tests/test_trimode.py and tests/test_metrics.py) with the functions they test, unchanged."""
 
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
+from fake_decoder import FakeDecoder
 
 from dlm.attention import Causal
-from dlm.core import DecodeStats, ModelConfig, Transformer
+from dlm.core import ModelConfig, Transformer
 from dlm.decoding.evaluation import decode_interleaved, decode_metrics, decode_table
 from dlm.decoding.metrics import distinct_ngrams, reference_nll
-
-
-@dataclass
-class FakeDecoder:
-    """Repeats the prompt's last token; `per_forward` tokens per forward; optional verify steps."""
-
-    per_forward: int = 1
-    speculative: bool = False
-    k: int | None = None
-
-    def generate(self, model, prompts, max_new_tokens):
-        outs = [[p[-1]] * max_new_tokens for p in prompts]
-        tokens = len(prompts) * max_new_tokens
-        steps = tokens // self.per_forward
-        stats = DecodeStats(
-            forwards={"target": steps}, tokens=tokens, rows=len(prompts), seconds=steps * 1e-3
-        )
-        if self.speculative and max_new_tokens:
-            for _ in range(steps):
-                stats.record_verify(self.per_forward, self.per_forward, self.per_forward - 1)
-        return outs, stats
 
 
 def test_decode_metrics_compare_every_decoder_with_the_baseline():

@@ -1,8 +1,7 @@
-from dataclasses import dataclass
-
 import lightning.pytorch as pl
 import pytest
 import torch
+from fake_decoder import FakeDecoder
 from tokenizers import Tokenizer, models
 
 from dlm.attention import Causal, TriMode
@@ -65,34 +64,6 @@ def test_no_token_shift_by_default_and_a_config_may_choose_shift():
     assert TriModeModule().model.config.token_shift is False
     shifted = Architecture(dim=32, n_layers=1, n_heads=2, max_seq_len=64, token_shift=True)
     assert TriModeModule(architecture=shifted).model.config.token_shift is True
-
-
-@dataclass
-class FakeDecoder:
-    """Repeats the prompt's last token; `per_forward` tokens per forward; optional verify steps."""
-
-    per_forward: int = 1
-    speculative: bool = False
-    k: int | None = None
-    needs_drafter = False
-
-    def check(self, model):
-        pass
-
-    def bind_drafter(self, drafter):
-        raise ValueError("FakeDecoder drafts with its model")
-
-    def generate(self, model, prompts, max_new_tokens):
-        outs = [[p[-1]] * max_new_tokens for p in prompts]
-        tokens = len(prompts) * max_new_tokens
-        steps = tokens // self.per_forward
-        stats = DecodeStats(
-            forwards={"target": steps}, tokens=tokens, rows=len(prompts), seconds=steps * 1e-3
-        )
-        if self.speculative and max_new_tokens:
-            for _ in range(steps):
-                stats.record_verify(self.per_forward, self.per_forward, self.per_forward - 1)
-        return outs, stats
 
 
 def test_test_stage_logs_every_mode_prints_the_table_and_plots(tmp_path, corpus_dir, cache_dir, capsys):

@@ -134,6 +134,10 @@ def main(args: list[str] | None = None) -> None:
     by a non-finite loss; set DLM_TRACEBACK=1 to see the traceback instead."""
     # Offline unless the user chose a mode: runs work without network and sync later (wandb sync).
     os.environ.setdefault("WANDB_MODE", "offline")
+    if args is None:
+        # Configs and flags written before `evaluation:` keep running for one release. LightningCLI
+        # reads sys.argv itself (given args= as well, it warns), so the rewrite goes there.
+        sys.argv[1:] = migrate_args(sys.argv[1:])
     try:
         DLMCLI(
             LanguageModule,
@@ -142,8 +146,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
-            # Configs and flags written before `evaluation:` keep running for one release.
-            args=migrate_args(sys.argv[1:] if args is None else list(args)),
+            args=args if args is None else migrate_args(list(args)),
         )
     except ArgumentError as err:
         if os.environ.get("DLM_TRACEBACK"):

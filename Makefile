@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PACKAGES := -e packages/attention -e "packages/core[gguf]" -e "packages/decoding[plot,eval]" -e packages/training
 
-.PHONY: setup demo test lint smollm2
+.PHONY: setup demo test test-fast lint smollm2
 
 setup: $(VENV)/.ready
 
@@ -35,7 +35,11 @@ $(SMOLLM2)/config.json: | $(VENV)/.ready
 	$(BIN)/python -m dlm.core.fetch smollm2 --dest $(dir $(SMOLLM2))
 
 test: setup smollm2
-	$(BIN)/python -m pytest
+	$(BIN)/dlm-report --check && $(BIN)/python -m pytest
+
+# The edit loop: everything but the slow end-to-end runs and the GPU tests (no SmolLM2 needed).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not gpu"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

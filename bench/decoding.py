@@ -4,14 +4,13 @@
     python bench/decoding.py --make-pattern-checkpoint /tmp/pattern [--pattern-steps 600]
     python bench/decoding.py --checkpoint /tmp/pattern --prompts /tmp/pattern/prompts.txt
 
-One checkpoint, one prompt set, every decoder in one process: TPF (tokens per target forward), tau
-(tokens per verify step), tok/s, tok/s ratio to AR and agreement with AR (greedy). Each decoder runs
---repeats times, interleaved, after a warm-up; the fastest run counts (the CPU is shared, timings
-are noisy: read ratios, never absolute numbers). Nothing is asserted.
+Decoding is `dlm-decode` itself (the one Evaluation: decoders interleaved batch by batch, one table,
+`--output DIR` writes results.json), with every decoder and one torch thread by default: TPF, tau,
+tok/s, its ratio to AR and agreement with AR. Read ratios, never absolute numbers. Nothing is asserted.
 
 --make-pattern-checkpoint trains a tiny byte-level tri-mode model on a repeated text with the
 objective in testing/pattern_model.py and saves it (plus prompts.txt, windows of that text) with
-dlm.core.save_checkpoint: a stand-in until a real tri-mode checkpoint exists.
+dlm.core.save_checkpoint: a model whose drafts are almost always right.
 """
 
 from __future__ import annotations
@@ -63,21 +62,6 @@ def make_pattern_checkpoint(directory: Path, steps: int, block_size: int, seed: 
     )
 
 
-def bench(args: argparse.Namespace) -> str:
-    model, tokenizer, drafter, prompts = cli.load(args)
-    decoders = cli.build(args, args.decoder, tokenizer.eos_id, drafter)
-    for name, decoder in decoders.items():  # warm-up
-        cli.decode_all(name, decoder, model, prompts[:1], 4, 1)
-    best: dict[str, cli.Run] = {}
-    for _ in range(args.repeats):
-        for name, decoder in decoders.items():
-            run = cli.decode_all(name, decoder, model, prompts, args.max_new_tokens, args.batch_size)
-            if name not in best or run.stats.seconds < best[name].stats.seconds:
-                best[name] = run
-    rows = [run.row(best["ar"]) for run in best.values()]
-    return cli.table(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--make-pattern-checkpoint" in argv:
@@ -89,17 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(argv)
         make_pattern_checkpoint(a.make_pattern_checkpoint, a.pattern_steps, a.block_size, a.seed)
         return 0
-    p = cli.parser()
-    p.prog = "bench/decoding.py"
-    p.set_defaults(decoder=DECODERS, threads=1)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per decoder (the fastest counts)")
-    args = p.parse_args(argv)
-    try:
-        print(bench(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"bench/decoding.py: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    defaults = [] if any(a.startswith("--decoder") for a in argv) else ["--decoder", *DECODERS]
+    defaults += [] if any(a.startswith("--threads") for a in argv) else ["--threads", "1"]
+    return cli.main([*defaults, *argv])
 
 
 if __name__ == "__main__":

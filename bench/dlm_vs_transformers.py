@@ -23,10 +23,10 @@ import time
 import torch
 
 from dlm.core import load_model
-from dlm.core.protocols import agreement, prefix_agreement
+from dlm.core.checks import DTYPES
+from dlm.core.stats import agreement, prefix_agreement
 from dlm.decoding import ARDecoder
-from dlm.decoding.batching import DTYPES
-from dlm.decoding.eval.humaneval import read_problems
+from dlm.decoding.tasks.humaneval import read_problems
 
 
 def dlm_generate(model, prompts: list[list[int]], new: int, batch: int) -> tuple[list[list[int]], float]:

@@ -56,7 +56,7 @@ part gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="--i
 part attention 60 "$PY" bench/attention.py --lengths 1024 4096 --blocks 16 --dtype bfloat16 --repeats 5
 part decode_model 45 "$PY" bench/decoding.py --make-pattern-checkpoint /tmp/dlm-pattern --pattern-steps 200
 part decode 45 "$PY" bench/decoding.py --checkpoint /tmp/dlm-pattern --prompts /tmp/dlm-pattern/prompts.txt \
-  --device cuda --max-new-tokens 128 --repeats 3
+  --device cuda --max-new-tokens 128
 
 echo "== summary"
 printf '%s\n' "${SUMMARY[@]}" | tee "${OUT}/summary.txt"

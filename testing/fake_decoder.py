@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 
 
 @dataclass

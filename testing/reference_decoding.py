@@ -2,7 +2,7 @@
 
 Every step runs one full forward over the whole sequence (committed text + the block at hand) with
 a dense mask written out here element by element: the committed text attends as the model's clean
-stream does (causal, or block-causal for BlockCommit), a draft block sees all of it and itself. The
+stream does (causal, or block-causal for clean "block"), a draft block sees all of it and itself. The
 cached decoders must reproduce these token for token (greedy, and sampled with the same seed at
 batch size 1), with the same accepted lengths and forward counts. They share only the sampling
 rules (dlm.decoding.sampling) and the Fast-dLLM fill rule (BlockDiffusionDecoder.fill / ready),
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dlm.attention import Dense
-from dlm.decoding.block_diffusion import BlockCommit, BlockDiffusionDecoder
+from dlm.decoding.block_diffusion import BlockDiffusionDecoder
 from dlm.decoding.fused import FusedSelfSpeculativeDecoder
 from dlm.decoding.verify import propose, verify
 
@@ -103,7 +103,7 @@ def ar(decoder, model: nn.Module, prompt: list[int], budget: int) -> Result:
 def speculative(
     decoder, model: nn.Module, prompt: list[int], budget: int, drafter: nn.Module | None = None
 ) -> Result:
-    """SelfSpeculativeDecoder (drafter None) or SpeculativeDecoder (drafter = decoder.drafter)."""
+    """SelfSpeculativeDecoder (drafter None) or DrafterSpeculativeDecoder (drafter = decoder.drafter)."""
     res, g = _start(budget)
     g.manual_seed(decoder.seed)
     draft_model = model if drafter is None else drafter
@@ -158,7 +158,7 @@ def block_diffusion(
     g.manual_seed(decoder.seed)
     mask_id, B, clean_kind, fold = decoder.resolve(model)  # unset settings taken from training
     shift = model.config.token_shift
-    structure = B if isinstance(clean_kind, BlockCommit) else None
+    structure = B if clean_kind == "block" else None
     committed, anchor = prompt[:-1], prompt[-1]
     slots = B if fold else B - 1  # with fold the next anchor is the block's last masked position
     while not res.done:

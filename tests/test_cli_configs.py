@@ -11,8 +11,7 @@ from dlm.training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(ROOT.glob("apps/*/configs/*.yaml"))
-# An overlay `configs/overlays/<base>-<variant>.yaml` is a second --config on `configs/<base>.yaml`.
-OVERLAYS = sorted(ROOT.glob("apps/*/configs/overlays/*.yaml"))
+# Overlays are ablation variants (apps/*/ablations/*.yaml): tests/test_ablations.py parses them.
 TINY_CHAIN = [ROOT / "apps/pretrain/configs/tiny.yaml", ROOT / "apps/conversion/configs/tiny.yaml"]
 
 
@@ -39,28 +38,12 @@ def test_config_parses(config, capsys):
     assert os.environ["WANDB_MODE"] == "offline"
 
 
-def base_of(overlay: Path) -> Path:
-    bases = [
-        c for c in CONFIGS if c.parent == overlay.parent.parent and overlay.stem.startswith(c.stem + "-")
-    ]
-    assert bases, f"{overlay}: no configs/<base>.yaml whose name starts it"
-    return max(bases, key=lambda c: len(c.stem))
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: f"{p.parent.parent.parent.name}/{p.name}")
-def test_overlay_parses_on_its_base(overlay, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(base_of(overlay)), "--config", str(overlay), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    assert "class_path: dlm.training." in capsys.readouterr().out
-
-
 def test_unknown_class_path_is_the_cli_error(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         (ROOT / "apps/conversion/configs/tiny.yaml")
         .read_text()
-        .replace("dlm.training.BlockCausalPattern", "dlm.training.NoSuchPattern")
+        .replace("dlm.training.BlockCleanPattern", "dlm.training.NoSuchPattern")
     )
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(bad), "--print_config"])

@@ -1,5 +1,5 @@
 """The drafter experiment end to end: a drafter trained on a counting target is fully accepted by
-SpeculativeDecoder, and the tiny pipeline (pretrain target, pretrain drafter, dlm-distill, drafter
+DrafterSpeculativeDecoder, and the tiny pipeline (pretrain target, pretrain drafter, dlm-distill, drafter
 fit + test) runs through the real command lines with fast_dev_run."""
 
 import json
@@ -10,7 +10,7 @@ import torch
 
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, save_checkpoint
 from dlm.core.losses import ChainLoss, DrafterLossMix, UniformCE
-from dlm.decoding import ARDecoder, SpeculativeDecoder
+from dlm.decoding import ARDecoder, DrafterSpeculativeDecoder
 from dlm.training import Architecture, DrafterModule
 from dlm.training.cli import main as dlm
 from dlm.training.drafter.distill import main as dlm_distill
@@ -70,17 +70,17 @@ def test_a_drafter_of_a_counting_target_is_fully_accepted(tmp_path):
     prompts = [[1, 2, 3], [9], [7, 8, 9, 10, 11, 12], [14, 15]]
     ar, _ = ARDecoder().generate(target, prompts, 20)
     assert ar[0][:4] == [4, 5, 6, 7] and ar[3][:3] == [0, 1, 2]  # the target counts
-    tokens, stats = SpeculativeDecoder(drafter, k=3).generate(target, prompts, 20)
+    tokens, stats = DrafterSpeculativeDecoder(drafter, k=3).generate(target, prompts, 20)
     assert tokens == ar
     assert stats.acceptance_by_position == [1.0, 1.0, 1.0]
-    _, stats = SpeculativeDecoder(drafter, k=3, temperature=1.0).generate(target, prompts, 20)
+    _, stats = DrafterSpeculativeDecoder(drafter, k=3, temperature=1.0).generate(target, prompts, 20)
     assert min(stats.acceptance_by_position) > 0.8  # q is less sharp than argmax: some samples miss
 
 
 def test_a_speculative_decoder_without_a_drafter_is_a_clear_error():
     model = Transformer(ModelConfig(vocab_size=260, dim=32, n_layers=1, n_heads=2, max_seq_len=64))
-    with pytest.raises(ValueError, match="SpeculativeDecoder has no drafter"):
-        SpeculativeDecoder(k=3).generate(model, [[1, 2]], 4)
+    with pytest.raises(ValueError, match="DrafterSpeculativeDecoder has no drafter"):
+        DrafterSpeculativeDecoder(k=3).generate(model, [[1, 2]], 4)
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_tiny_drafter_pipeline_fast_dev_run(workdir):
     dlm(["fit", "--config", str(CONFIGS / "tiny.yaml"), *decode, *fast])
     exported = workdir / "runs/drafter-tiny/model"
     assert json.loads((exported / "dlm.json").read_text())["model"]["mask_token_id"] == 258
-    report = json.loads((workdir / "runs/drafter-tiny/drafter_eval.json").read_text())
+    report = json.loads((workdir / "runs/drafter-tiny/drafter_eval.json").read_text())["decoders"]
     assert set(report) == {"greedy", "sampled"} and report["greedy"]["tau"] >= 1.0
     assert (workdir / "runs/drafter-tiny/acceptance.png").is_file()
     dlm(

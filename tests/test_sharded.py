@@ -1,7 +1,7 @@
 """FSDP2 through the real `dlm` CLI on CPU (gloo): two processes sharding the tiny conversion and
 tri-mode configs (dlm.training.ShardedStrategy) train as one process with the whole batch does,
-export the same model, and their distributed checkpoints resume exactly on two processes and on
-one. The drafter's frozen target stays outside the shards and the optimizer."""
+export the same model, and their distributed checkpoints resume exactly on two processes and, within
+LOSS_TOL, on one. The drafter's frozen target stays outside the shards and the optimizer."""
 
 import socket
 from pathlib import Path
@@ -88,11 +88,16 @@ def test_two_sharded_processes_train_convert_checkpoint_and_resume_as_one(
     step2 = checkpoints / "epoch=0-step=2.ckpt"
     assert step2.is_symlink() and (step2 / "meta.pt").is_file() and len(list(step2.glob("*.distcp"))) == 2
     assert (checkpoints / "last.ckpt").resolve().parent == checkpoints
-    # Resume the 2-process checkpoint of step 2 on 2 processes and on 1: steps 2 and 3 again, exactly.
+    # Resume the 2-process checkpoint of step 2 on 2 processes (steps 2 and 3 again, exactly) and on
+    # 1: there step 2's gradient is one backward over the whole batch instead of an average of two
+    # shards, so step 3 may differ in the last bits (seen: 5e-7), as the uninterrupted runs do.
     later = {step: loss for step, loss in losses.items() if step >= 2}
-    for devices in (2, 1):
-        resumed = fit(make_config, run_dlm, tmp_path, f"resumed{devices}", devices, ckpt_path=step2)
-        assert read_log(resumed / "runs/t/logs/run") == later, devices
+    resumed = fit(make_config, run_dlm, tmp_path, "resumed2", 2, ckpt_path=step2)
+    assert read_log(resumed / "runs/t/logs/run") == later
+    resumed = fit(make_config, run_dlm, tmp_path, "resumed1", 1, ckpt_path=step2)
+    one = read_log(resumed / "runs/t/logs/run")
+    assert one[2] == later[2]  # the restored weights give step 2's loss exactly
+    assert_close_losses(one, later)
 
 
 @pytest.mark.slow

@@ -118,3 +118,57 @@ def test_trimode_bf16_mixed_fit_from_the_checkpoint(checkpoint, tmp_path, run_dl
     model, tokenizer = load_model(tmp_path / "runs/trimode-smollm2-135m/model")
     assert model.config.vocab_size == 49153 and model.config.mask_token_id == tokenizer.mask_id == 49152
     assert model.config.token_shift is False
+
+
+def test_the_chat_template_matches_transformers_and_survives_a_dlm_checkpoint(ours, checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    from dlm.core import save_checkpoint
+
+    model, tokenizer = ours
+    messages = [{"role": "user", "content": "Write a function that adds two numbers."}]
+    expected = AutoTokenizer.from_pretrained(checkpoint).apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    assert expected.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert tokenizer.apply_chat_template(messages) == expected
+    save_checkpoint(model, tokenizer, tmp_path / "saved")
+    assert load_model(tmp_path / "saved")[1].apply_chat_template(messages) == expected
+
+
+def test_self_distillation_and_a_draft_adapter_on_the_real_checkpoint(checkpoint, tmp_path):
+    """Smoke: SmolLM2 answers two stdlib tasks in the instruct framing, a draft adapter trains two
+    bf16-mixed steps on them, and AR decoding stays the checkpoint's."""
+    import json
+
+    import lightning.pytorch as pl
+
+    from dlm.core.adapter import DraftAdapter
+    from dlm.training import DistilledDataModule, StdlibCodeTasks, TriModeModule
+    from dlm.training.drafter.distill import distill
+
+    out = tmp_path / "distilled"
+    distill(
+        str(checkpoint), str(out), ARDecoder(), prompts=StdlibCodeTasks("instruct"),
+        samples={"train": 2}, prefix_len=320, continuation_len=24, shard_size=2, batch_size=2, progress=False,
+    )  # fmt: skip
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["prompts"] == {
+        "source": "stdlib-code-tasks",
+        "framing": "instruct",
+        "python": meta["prompts"]["python"],
+    }
+    module = TriModeModule(
+        init_from=str(checkpoint), block_size=8, same_document=True, adapter=DraftAdapter()
+    )
+    data = DistilledDataModule(str(out), seq_len=352, batch_size=2, block_size=8)
+    trainer = pl.Trainer(
+        max_steps=2, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    base, _ = from_hf(checkpoint)
+    prompt = [1, 2, 3]
+    module.model.float().eval()
+    want, _ = ARDecoder().generate(base.eval(), [prompt], 8)
+    assert ARDecoder().generate(module.model, [prompt], 8)[0] == want

@@ -11,7 +11,6 @@ import torch
 from dlm.decoding import (
     ARDecoder,
     BlockDiffusionDecoder,
-    CausalCommit,
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
 )
@@ -47,7 +46,7 @@ def test_a_pattern_is_drafted_perfectly_and_fully_accepted(tmp_path, pattern_cor
     torch.manual_seed(0)
     decoders = {
         "ar": ARDecoder(),
-        "block": BlockDiffusionDecoder(block_size=B, threshold=0.9, clean=CausalCommit()),
+        "block": BlockDiffusionDecoder(block_size=B, threshold=0.9, clean="causal"),
         "self_spec": SelfSpeculativeDecoder(k=B - 1),
         "fused": FusedSelfSpeculativeDecoder(k=B - 1),
     }

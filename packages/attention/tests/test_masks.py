@@ -12,6 +12,7 @@ from dlm.attention import (
     Draft,
     SameDocument,
     TriMode,
+    TriModeNoisy,
     Verify,
 )
 from dlm.attention.backends.sdpa import _cached_dense_mask
@@ -49,6 +50,8 @@ def catalogue():
         (BlockDiffusion(3, 7), 14, 14),
         (TriMode(4, 8), 16, 16),
         (TriMode(5, 7), 14, 14),
+        (TriModeNoisy(4, 8), 8, 16),
+        (TriModeNoisy(3, 7) & SameDocument.for_noisy_clean(torch.tensor([[0, 0, 0, 1, 1, 1, 1]])), 7, 14),
         (Draft((2, 0, 5), 3), 3, 8),
         (Verify((2, 0, 5), 3), 3, 8),
         (SameDocument(ids), 6, 6),
@@ -84,6 +87,9 @@ def test_block_diffusion_and_trimode(L, B):
     assert torch.equal(got, noisy_clean(L, B, lambda jq, jk, B: jk // B <= jq // B))
     got = TriMode(B, L).materialize(2 * L, 2 * L)
     assert torch.equal(got, noisy_clean(L, B, lambda jq, jk, B: jk <= jq))
+    # the noisy rows with the clean half cached first: TriMode's noisy rows, key halves swapped
+    want = torch.cat([got[:L, L:], got[:L, :L]], dim=1)
+    assert torch.equal(TriModeNoisy(B, L).materialize(L, 2 * L), want)
 
 
 @pytest.mark.parametrize("prefix,K", [((0,), 3), ((4,), 1), ((2, 5, 0), 3)])
@@ -168,7 +174,7 @@ def test_bad_masks_are_named():
         SameDocument(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="integer doc_ids, got dtype torch.float32"):
         SameDocument(torch.zeros(1, 4))
-    with pytest.raises(ValueError, match="self-attention over 4 tokens, got q_len=5"):
+    with pytest.raises(ValueError, match="covers 4 keys and at most as many queries, got q_len=5"):
         SameDocument(torch.zeros(1, 4, dtype=torch.long)).materialize(5, 5)
     with pytest.raises(ValueError, match="different row counts \\[2, 3\\]"):
         Draft((1, 2), 2) & Verify((1, 2, 3), 2)

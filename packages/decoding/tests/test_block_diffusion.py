@@ -4,14 +4,14 @@ import pytest
 import reference_decoding as reference
 import torch
 
-from dlm.decoding import ARDecoder, BlockCommit, BlockDiffusionDecoder, CausalCommit
+from dlm.decoding import ARDecoder, BlockDiffusionDecoder
 from dlm.decoding.sampling import without_mask
 
 SETTINGS = {
-    "fold-causal": dict(clean=CausalCommit()),
-    "fold-block": dict(clean=BlockCommit()),
-    "commit-causal": dict(clean=CausalCommit(), fold=False),
-    "commit-block": dict(clean=BlockCommit(), fold=False),
+    "fold-causal": dict(clean="causal"),
+    "fold-block": dict(clean="block"),
+    "commit-causal": dict(clean="causal", fold=False),
+    "commit-block": dict(clean="block", fold=False),
     "sub-blocks": dict(block_size=7, sub_block=2, threshold=0.5),
     "one-per-step": dict(threshold=1.0),
     "one-per-step-commit": dict(threshold=1.0, fold=False),
@@ -53,7 +53,7 @@ def test_cache_holds_the_committed_blocks_exactly(model, prompts, name):
     decoder = decoder_for(model, name)
     result = decoder.decode(model, prompts, 16)
     cache = result.caches["target"]
-    structure = decoder.block_size if isinstance(decoder.clean, BlockCommit) else None
+    structure = decoder.block_size if decoder.clean == "block" else None
     for r, (prompt, out) in enumerate(zip(prompts, result.tokens, strict=True)):
         n = cache.lengths[r]
         assert (n - len(prompt) + 1) % decoder.block_size == 0 and n > len(prompt)

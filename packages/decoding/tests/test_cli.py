@@ -1,4 +1,5 @@
-"""dlm-decode end to end on a saved checkpoint: prompt sources, the table, JSON, the plot, errors."""
+"""dlm-decode end to end on a saved checkpoint: prompt sources, the table, JSON, the plot, errors;
+it decodes through the one Evaluation (interleaved, the same report as a module's test)."""
 
 import json
 
@@ -43,9 +44,11 @@ def test_table_from_a_prompt_file(checkpoint, tmp_path, capsys):
     lines = out.strip().splitlines()
     assert lines[0].startswith("| decoder | TPF") and len(lines) == 2 + 5
     assert lines[2].startswith("| ar | 1.00 |")
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    agreement = header.index("agreement with ar")
     for name in ("self-spec", "fused", "quadratic"):
         row = next(line for line in lines if line.startswith(f"| {name} |"))
-        assert row.endswith("| 1.000 |")  # greedy speculation reproduces AR
+        assert row.strip("|").split("|")[agreement].strip() == "1.000"  # greedy speculation is AR
 
 
 def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
@@ -70,9 +73,10 @@ def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
             str(tmp_path / "acc.png"),
         ]
     )
-    rows = json.loads(capsys.readouterr().out)
-    assert code == 0 and [r["decoder"] for r in rows] == ["ar", "self-spec"]
-    assert rows[1]["rows"] == 2 and rows[1]["tokens"] == 10 and rows[1]["agreement_with_ar"] == 1.0
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and list(report["decoders"]) == ["ar", "self-spec"]
+    spec = report["decoders"]["self-spec"]
+    assert spec["rows"] == 2 and spec["tokens"] == 10 and spec["agreement"] == 1.0
     assert (tmp_path / "acc.png").stat().st_size > 1000
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"text": "abc"}\n{"text": "de"}\n')
@@ -94,7 +98,7 @@ def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
         )
         == 0
     )
-    assert json.loads(capsys.readouterr().out)[0]["tokens"] == 6
+    assert json.loads(capsys.readouterr().out)["decoders"]["ar"]["tokens"] == 6
 
 
 @pytest.mark.parametrize(
@@ -102,6 +106,23 @@ def test_json_from_a_corpus_and_jsonl_with_a_plot(checkpoint, tmp_path, capsys):
     [
         (["--prompts", "missing.txt"], "prompts file not found: missing.txt"),
         (["--prompts", "BAD", "--decoder", "drafter"], "--decoder drafter needs --drafter PATH"),
+        (["--prompts", "BAD", "--decoder", "nonsense"], "--decoder: got ['nonsense'], expected one of ["),
+        (["--prompts", "BAD", "--k", "two"], "--k: got two, expected int"),
+        (["--prompts", "BAD", "--no-such-option", "1"], "unrecognized arguments: --no-such-option 1"),
+        (
+            [
+                "--prompts",
+                "BAD",
+                "--decoders",
+                "{a: {class_path: dlm.decoding.ARDecoder, init_args: {kk: 1}}}",
+            ],
+            "Option 'kk' is not accepted",
+        ),
+        (["--prompts", "BAD", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+        (["--corpus", "shakespeare", "--num-prompts", "0"], "--num-prompts must be a positive integer"),
+        (["--corpus", "nope"], "--corpus must be one of"),
+        (["--prompts", "BAD", "--corpus", "shakespeare"], "give one prompt source"),
+        (["--prompts", "BAD", "--clean", "block", "--decoder", "block", "--block-size", "1"], "block_size"),
         (["--prompts", "BAD", "--k", "0"], "k must be a positive integer, got 0"),
         (["--prompts", "BAD", "--temperature", "-1"], "temperature must be >= 0"),
         (["--prompts", "JSONL"], "p.jsonl:1: expected a JSON object with a 'text' field"),
@@ -173,7 +194,107 @@ def test_cross_block_with_a_drafter_module_drafter_is_one_line(checkpoint, make_
     args = ["--checkpoint", str(checkpoint), "--prompts", str(tmp_path / "p.txt"), "--decoder", "drafter"]
     assert main([*args, "--drafter", str(tmp_path / "drafter"), "--cross-block"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(
-        "dlm-decode: error: SpeculativeDecoder sets cross_block=True, but DrafterModule never"
-    )
+    assert err.startswith("dlm-decode: error: decoder 'drafter' sets cross_block=True, but DrafterModule")
     assert err.count("\n") == 1
+
+
+def test_decoders_run_interleaved_through_the_evaluation(checkpoint, tmp_path, capsys, monkeypatch):
+    """Batch by batch, every decoder decodes a batch before the next batch: the order a module's
+    test decodes in, so their tok/s ratios are comparable."""
+    from dlm.decoding import ARDecoder, SelfSpeculativeDecoder
+
+    calls = []
+    for cls in (ARDecoder, SelfSpeculativeDecoder):
+        original = cls.generate
+
+        def spy(self, model, prompts, budget, original=original, cls=cls):
+            calls.append((cls.__name__, len(prompts)))
+            return original(self, model, prompts, budget)
+
+        monkeypatch.setattr(cls, "generate", spy)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nbb\nccc\n")
+    args = ["--checkpoint", str(checkpoint), "--prompts", str(prompts), "--decoder", "self-spec"]
+    assert main([*args, "--k", "2", "--max-new-tokens", "3", "--batch-size", "2"]) == 0
+    capsys.readouterr()
+    spec = "SelfSpeculativeDecoder"
+    assert calls == [("ARDecoder", 2), (spec, 2), ("ARDecoder", 1), (spec, 1)]
+
+
+def test_the_output_directory_holds_the_report_a_module_test_writes(checkpoint, tmp_path, capsys):
+    """results.json holds the Evaluation's report (the schema of a module's test report), the
+    resolved config (decoders as class_path/init_args) and the dtype."""
+    from dlm.core.results import read_results
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\nworld\n")
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(checkpoint), "--prompts", str(prompts), "--decoder", "self-spec", "fused"]
+    assert main([*argv, "--k", "2", "--max-new-tokens", "4", "--output", str(out)]) == 0
+    capsys.readouterr()
+    results = read_results(out / "results.json")
+    report = results["evaluation"]
+    assert results["dtype"] == "float32" and results["command"][0] == "dlm-decode"
+    assert results["config"]["decoder"] == ["self-spec", "fused"] and results["config"]["k"] == 2
+    assert set(report) == {"title", "settings", "baseline", "decoders"} and report["baseline"] == "ar"
+    assert list(report["decoders"]) == ["ar", "self-spec", "fused"]
+    assert report["decoders"]["fused"]["class"] == "FusedSelfSpeculativeDecoder"
+    assert results["metrics"]["self-spec/agreement"] == 1.0
+    assert json.loads((out / "decoding.json").read_text()) == report
+    assert (out / "decoding.md").read_text().startswith(report["title"])
+
+
+def test_decoders_configured_as_in_a_yaml_evaluation_block(checkpoint, tmp_path, capsys):
+    """--decoders (or a --config file) takes class_path/init_args by name, as `evaluation:` does;
+    eos_id left unset is the tokenizer's."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    config = tmp_path / "decoders.yaml"
+    config.write_text(
+        "decoders:\n"
+        "  ar: {class_path: dlm.decoding.ARDecoder}\n"
+        "  spec3: {class_path: dlm.decoding.SelfSpeculativeDecoder, init_args: {k: 3}}\n"
+    )
+    argv = ["--checkpoint", str(checkpoint), "--prompts", str(prompts), "--max-new-tokens", "4"]
+    assert main([*argv, "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["decoders"]) == ["ar", "spec3"] and report["decoders"]["spec3"]["agreement"] == 1.0
+    assert main([*argv, "--config", str(config), "--decoder", "ar"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_one_table_writer():
+    """Every table of decoders comes from dlm.decoding.metrics.decode_table."""
+    from pathlib import Path
+
+    import dlm.decoding
+
+    (root,) = dlm.decoding.__path__
+    writers = [p.name for p in Path(root).rglob("*.py") if '"| decoder |' in p.read_text()]
+    assert writers == ["metrics.py"]
+
+
+def test_a_base_plus_its_draft_adapter(checkpoint, tmp_path, capsys):
+    from dlm.core import load_model
+    from dlm.core.adapter import DraftAdapter, adapter_parameters, add_adapter, save_adapter
+
+    model, _ = load_model(checkpoint)
+    add_adapter(model, DraftAdapter(rank=2))
+    with torch.no_grad():
+        for parameter in adapter_parameters(model).values():
+            parameter.add_(torch.randn_like(parameter))
+    save_adapter(model, tmp_path / "adapter")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello world\nfoo\n")
+    args = ["--checkpoint", str(checkpoint), "--prompts", str(prompts), "--max-new-tokens", "6", "--k", "2"]
+    assert main([*args, "--adapter", str(tmp_path / "adapter"), "--decoder", "self-spec", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "self-spec" in json.dumps(report) and '"agreement": 1.0' in json.dumps(report)
+    other = tmp_path / "other"
+    add_adapter(base := load_model(checkpoint)[0], DraftAdapter(rank=2))
+    with torch.no_grad():
+        base.embed.weight.add_(1.0)
+    save_adapter(base, other)
+    assert main([*args, "--adapter", str(other), "--decoder", "self-spec"]) == 2
+    err = capsys.readouterr().err
+    assert "the adapter was trained on base" in err and err.count("\n") == 1

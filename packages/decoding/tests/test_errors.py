@@ -7,9 +7,9 @@ import pytest
 from dlm.decoding import (
     ARDecoder,
     BlockDiffusionDecoder,
+    DrafterSpeculativeDecoder,
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
-    SpeculativeDecoder,
 )
 
 
@@ -50,10 +50,13 @@ def test_bad_tokens_and_budgets(shifted):
         (lambda: BlockDiffusionDecoder(block_size=1), "block_size must be at least 2"),
         (lambda: BlockDiffusionDecoder(sub_block=-2), "sub_block must be a positive integer, got -2"),
         (lambda: BlockDiffusionDecoder(threshold=0), r"threshold must be in \(0, 1\], got 0"),
-        (lambda: BlockDiffusionDecoder(clean="causal"), r"clean must be CausalCommit\(\) or BlockCommit\(\)"),
+        (
+            lambda: BlockDiffusionDecoder(clean="nonsense"),
+            "clean must be .causal., .block. or None, got .nonsense.",
+        ),
         (lambda: SelfSpeculativeDecoder(k=0), "k must be a positive integer, got 0"),
         (lambda: FusedSelfSpeculativeDecoder(k=-1), "k must be a positive integer, got -1"),
-        (lambda: SpeculativeDecoder(None, k=0), "k must be a positive integer, got 0"),
+        (lambda: DrafterSpeculativeDecoder(None, k=0), "k must be a positive integer, got 0"),
         (lambda: ARDecoder(temperature=-0.5), r"temperature must be >= 0 \(0 is greedy\), got -0.5"),
         (lambda: SelfSpeculativeDecoder(temperature=-1), "temperature must be >= 0"),
         (lambda: ARDecoder(top_k=0), "top_k must be a positive integer or None, got 0"),
@@ -81,9 +84,9 @@ def test_drafter_must_share_the_vocabulary_and_have_a_mask(make_model, shifted):
     with pytest.raises(
         ValueError, match=r"the drafter's vocabulary \(20 tokens\) differs from the target's \(24 tokens\)"
     ):
-        SpeculativeDecoder(small).generate(shifted, [[1, 2]], 4)
+        DrafterSpeculativeDecoder(small).generate(shifted, [[1, 2]], 4)
     with pytest.raises(ValueError, match="drafter needs a model with a mask token"):
-        SpeculativeDecoder(make_model(mask_token_id=None)).generate(shifted, [[1, 2]], 4)
+        DrafterSpeculativeDecoder(make_model(mask_token_id=None)).generate(shifted, [[1, 2]], 4)
 
 
 def test_fold_needs_token_shift(unshifted):
@@ -92,9 +95,9 @@ def test_fold_needs_token_shift(unshifted):
 
 
 def test_drafter_may_come_later_but_must_come(shifted):
-    decoder = SpeculativeDecoder(k=2)
+    decoder = DrafterSpeculativeDecoder(k=2)
     with pytest.raises(
-        ValueError, match="SpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter"
+        ValueError, match="DrafterSpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter"
     ):
         decoder.generate(shifted, [[1, 2]], 4)
     decoder.drafter = shifted
@@ -109,7 +112,10 @@ def test_cross_block_is_refused_for_a_drafter_module_drafter(shifted):
     with pytest.raises(
         ValueError, match=r"sets cross_block=True, but DrafterModule never trains the drafter's logit"
     ):
-        SpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)
-    assert len(SpeculativeDecoder(drafter, k=2).generate(shifted, [[1, 2]], 4)[0][0]) == 4
+        DrafterSpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)
+    assert len(DrafterSpeculativeDecoder(drafter, k=2).generate(shifted, [[1, 2]], 4)[0][0]) == 4
     set_training(drafter, TrainingRecord("TriModeModule", block_size=8, token_shift=True))
-    assert len(SpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)[0][0]) == 4
+    assert (
+        len(DrafterSpeculativeDecoder(drafter, k=2, cross_block=True).generate(shifted, [[1, 2]], 4)[0][0])
+        == 4
+    )

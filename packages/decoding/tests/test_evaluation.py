@@ -103,7 +103,8 @@ def test_run_decodes_in_interleaved_batches_and_writes_the_report(tmp_path, caps
     )
     net = model()
     net.train()
-    metrics = evaluation.run(net, [[1], [2], [3]], reference=net, directory=tmp_path)
+    result = evaluation.run(net, [[1], [2], [3]], reference=net, directory=tmp_path)
+    metrics = result.metrics
     assert net.training, "the model's mode is restored"
     assert ar.batches == spec.batches == [2, 1]
     assert (
@@ -113,14 +114,55 @@ def test_run_decodes_in_interleaved_batches_and_writes_the_report(tmp_path, caps
     assert metrics["spec/reach@1"] == 1.0 and metrics["ar/ar_nll"] > 0 and "ar/tau" not in metrics
     assert metrics["ar/distinct4"] == pytest.approx(3 / 15)  # 3 rows x 5 four-grams, one distinct per row
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["spec"]["tau"] == 4 and set(report) == {"ar", "spec"}
+    assert report == json.loads(json.dumps(result.report))
+    assert report["decoders"]["spec"]["tau"] == 4 and set(report["decoders"]) == {"ar", "spec"}
+    assert report["decoders"]["spec"]["class"] == "Repeat" and report["decoders"]["spec"]["tokens"] == 24
+    assert report["settings"] == {
+        "prompts": 3,
+        "prompt_tokens": 32,
+        "max_new_tokens": 8,
+        "batch_size": 2,
+        "seeds": None,
+    }
+    assert result.outputs["ar"] == [[1] * 8, [2] * 8, [3] * 8] and result.stats["spec"].rows == 3
     table = (tmp_path / "eval.md").read_text()
-    assert table.startswith("3 held-out prompts of 32 tokens, 8 new tokens each, decoded 2 at a time")
+    assert table.startswith("3 prompts of 1 tokens, 8 new tokens each, decoded 2 at a time")
     assert "| spec | 4.00 | 4.00 |" in table and "| spec | 4.00 | 4.00 |" in capsys.readouterr().out
     assert plotted == [(["spec"], str(tmp_path / "acceptance.png"))]
 
 
 def test_without_a_directory_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    metrics = Evaluation({"ar": Repeat()}, max_new_tokens=2).run(model(), [[1]])
+    metrics = Evaluation({"ar": Repeat()}, max_new_tokens=2).run(model(), [[1]]).metrics
     assert metrics["ar/tpf"] == 1 and not list(tmp_path.iterdir())
+
+
+class Seeded(Repeat):
+    """Emits its seed; remembers the stop it decoded with."""
+
+    seed, stop = 7, None
+
+    def generate(self, model, prompts, max_new_tokens):
+        self.stops = [*getattr(self, "stops", []), self.stop]
+        out, stats = super().generate(model, prompts, max_new_tokens)
+        return [[self.seed] * max_new_tokens for _ in prompts], stats
+
+
+def test_run_takes_a_stop_seeds_and_a_scorer():
+    """A row-level stop and per-pass seeds are the decoders' meanwhile (then put back); the outputs
+    come seed after seed; a scorer's numbers join the metrics and the report."""
+    a, b = Seeded(), Seeded()
+    stop = lambda row: False  # noqa: E731
+    seen = {}
+
+    def score(outputs):
+        seen.update(outputs)
+        return {"a/pass@1": 0.5}
+
+    evaluation = Evaluation({"a": a, "b": b}, max_new_tokens=1, batch_size=1, baseline="a")
+    result = evaluation.run(model(), [[1], [2]], stop=stop, seeds=[3, 4], score=score)
+    assert result.outputs["a"] == [[3], [3], [4], [4]] == seen["a"]
+    assert a.stops == [stop] * 4 and (a.seed, a.stop) == (7, None)
+    assert result.metrics["a/pass@1"] == 0.5 and result.report["decoders"]["a"]["pass@1"] == 0.5
+    assert result.report["settings"]["seeds"] == [3, 4] and result.stats["b"].rows == 4
+    assert "| a | 0.500 |" in evaluation.table(result)

@@ -9,8 +9,8 @@ from fake_decoder import FakeDecoder
 
 from dlm.attention import Causal
 from dlm.core import ModelConfig, Transformer
-from dlm.decoding.evaluation import decode_interleaved, decode_metrics, decode_table
-from dlm.decoding.metrics import distinct_ngrams, reference_nll
+from dlm.decoding.evaluation import decode_interleaved
+from dlm.decoding.metrics import decode_metrics, decode_table, distinct_ngrams, reference_nll
 
 
 def test_decode_metrics_compare_every_decoder_with_the_baseline():

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from dlm.decoding.eval.cli import main
-from dlm.decoding.eval.humaneval import (
+from dlm.decoding.tasks.cli import main
+from dlm.decoding.tasks.humaneval import (
     STOP_SEQUENCES,
     StopText,
     cut,
@@ -38,7 +38,7 @@ def test_canonical_solutions_score_one_on_all_164(problems, tmp_path, capsys):
     assert main(["humaneval", "--score", str(write(tmp_path / "s.jsonl", samples)), "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(problems) == 164
-    assert record["pass@1"] == 1.0 and record["decoders"][0]["solved"] == 164
+    assert record["decoders"]["s.jsonl"]["pass@1"] == 1.0 and record["decoders"]["s.jsonl"]["solved"] == 164
 
 
 def test_broken_completions_score_zero(problems):
@@ -57,7 +57,7 @@ def test_a_hanging_completion_times_out_and_the_run_goes_on(problems, tmp_path, 
     ]
     args = ["humaneval", "--score", str(write(tmp_path / "s.jsonl", rows)), "--timeout", "3", "--json"]
     assert main(args) == 0
-    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["decoders"][0]
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["decoders"]["s.jsonl"]
     assert record["pass@1"] == 0.5 and record["timed_out"] == 1
 
 
@@ -101,9 +101,9 @@ def test_mcnemar_counts_and_exact_p():
     a = {f"t{i}": v for i, v in enumerate([1, 1, 0, 0, 1, 0, 1, 1])}
     b = {f"t{i}": v for i, v in enumerate([1, 0, 0, 1, 0, 0, 0, 0])}
     result = mcnemar({k: bool(v) for k, v in a.items()}, {k: bool(v) for k, v in b.items()})
-    assert (result["both"], result["only_this"], result["only_ar"], result["neither"]) == (1, 4, 1, 2)
-    assert result["p_value"] == pytest.approx(2 * (1 + 5) / 32)  # two-sided exact binomial, m = 5
-    assert mcnemar({"t": True}, {"t": True})["p_value"] == 1.0
+    assert (result["both"], result["only_this"], result["only_baseline"], result["neither"]) == (1, 4, 1, 2)
+    assert result["p"] == pytest.approx(2 * (1 + 5) / 32)  # two-sided exact binomial, m = 5
+    assert mcnemar({"t": True}, {"t": True})["p"] == 1.0
 
 
 def test_stop_text_and_cut_follow_humaneval_stop_sequences():

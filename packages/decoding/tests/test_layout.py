@@ -11,12 +11,12 @@ def test_single_uniform_segments_are_draft_and_verify():
     layout = Layout([3, 5])
     for r in range(2):
         layout.add(r, [1, 2, 3], 7, causal=True)
-    tokens, positions, mask = layout.build(torch.device("cpu"))
+    tokens, positions, mask, _ = layout.build(torch.device("cpu"))
     assert mask == Verify((3, 5), 3)
     assert positions.tolist() == [[7, 8, 9], [7, 8, 9]] and tokens.tolist() == [[1, 2, 3], [1, 2, 3]]
     layout = Layout([3, 5])
     layout.add(0, [1, 2], 3, causal=False)  # row 1 is finished: it copies row 0's shape
-    _, positions, mask = layout.build(torch.device("cpu"), filler=9)
+    _, positions, mask, _ = layout.build(torch.device("cpu"), filler=9)
     assert mask == Draft((3, 5), 2) and positions.tolist() == [[3, 4], [5, 6]]
 
 
@@ -26,7 +26,7 @@ def test_verify_then_candidate_blocks_by_hand():
     assert layout.add(0, [10, 11, 12], 2, causal=True) == 0
     assert layout.add(0, [12, 0, 0], 4, causal=False, sees=2) == 3
     layout.add(1, [20, 0, 0], 4, causal=False)
-    tokens, positions, mask = layout.build(torch.device("cpu"), filler=7)
+    tokens, positions, mask, _ = layout.build(torch.device("cpu"), filler=7)
     assert isinstance(mask, Segments)
     assert tokens.tolist() == [[10, 11, 12, 12, 0, 0], [20, 0, 0, 7, 7, 7]]
     assert positions.tolist() == [[2, 3, 4, 4, 5, 6], [4, 5, 6, 7, 8, 9]]

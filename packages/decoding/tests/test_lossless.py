@@ -10,6 +10,7 @@ the test its power: N = 2000 rows reject a rule that is wrong only after the fir
 below), which 81 cells (3 tokens, 4 positions) missed at the same N.
 """
 
+import copy
 import itertools
 
 import pytest
@@ -18,9 +19,9 @@ from reference_decoding import causal_logits
 
 from dlm.decoding import (
     ARDecoder,
+    DrafterSpeculativeDecoder,
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
-    SpeculativeDecoder,
     fused,
     sampling,
     verify,
@@ -70,7 +71,7 @@ def make(name: str, k: int, cross_block: bool, drafter, **settings):
     if name == "self-spec":
         return SelfSpeculativeDecoder(k=k, cross_block=cross_block, **settings)
     if name == "drafter":
-        return SpeculativeDecoder(drafter, k=k, cross_block=cross_block, **settings)
+        return DrafterSpeculativeDecoder(drafter, k=k, cross_block=cross_block, **settings)
     return FusedSelfSpeculativeDecoder(k=k, quadratic=name == "quadratic", **settings)
 
 
@@ -191,3 +192,25 @@ def test_draws_are_reproducible(models):
     decoder = SelfSpeculativeDecoder(k=2, temperature=1.0, seed=3)
     target = models[True][0]
     assert decoder.generate(target, [PROMPT] * 5, 6)[0] == decoder.generate(target, [PROMPT] * 5, 6)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quadratic", [None, False, True], ids=["self-spec", "fused", "quadratic"])
+def test_sampling_with_a_draft_adapter_is_distributed_as_the_base(models, quadratic):
+    """The adapter drafts, the base verifies: the output is the base's AR sampling distribution."""
+    from dlm.core.adapter import DraftAdapter, adapter_parameters, add_adapter
+
+    base = models[False][0]
+    adapted = copy.deepcopy(base)
+    add_adapter(adapted, DraftAdapter(targets=("q", "o", "up"), rank=2, alpha=4.0))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for parameter in adapter_parameters(adapted).values():
+            parameter.add_(torch.randn(parameter.shape, generator=g, dtype=parameter.dtype) * 0.5)
+    if quadratic is None:
+        decoder = SelfSpeculativeDecoder(k=2, temperature=1.0, seed=1)
+    else:
+        decoder = FusedSelfSpeculativeDecoder(k=2, quadratic=quadratic, temperature=1.0, seed=1)
+    tokens, _ = decoder.generate(adapted, [PROMPT] * N, LENGTH)
+    p = chi_square_p_value(tokens, ar_joint(base, decoder.sampler))
+    assert p > 1e-3, f"chi-square p-value {p:.2e}"

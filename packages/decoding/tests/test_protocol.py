@@ -12,12 +12,10 @@ from dlm.core.checkpoint import TrainingRecord, set_training
 from dlm.core.protocols import Decoder, LayoutMismatch, LayoutWarning
 from dlm.decoding import (
     ARDecoder,
-    BlockCommit,
     BlockDiffusionDecoder,
-    CausalCommit,
+    DrafterSpeculativeDecoder,
     FusedSelfSpeculativeDecoder,
     SelfSpeculativeDecoder,
-    SpeculativeDecoder,
 )
 
 TRIMODE = TrainingRecord("TriModeModule", block_size=4, token_shift=True, clean="causal")
@@ -55,7 +53,7 @@ def no_forward(model):
         (SelfSpeculativeDecoder(cross_block=True), SelfSpeculativeDecoder(k=3, cross_block=True)),
         (FusedSelfSpeculativeDecoder(), FusedSelfSpeculativeDecoder(k=3)),
         (FusedSelfSpeculativeDecoder(quadratic=True), FusedSelfSpeculativeDecoder(k=3, quadratic=True)),
-        (BlockDiffusionDecoder(threshold=0.3), BlockDiffusionDecoder(4, 0.3, clean=CausalCommit())),
+        (BlockDiffusionDecoder(threshold=0.3), BlockDiffusionDecoder(4, 0.3, clean="causal")),
     ],
     ids=["self-spec", "cross-block", "fused", "quadratic", "block"],
 )
@@ -69,9 +67,9 @@ def test_unset_sizes_decode_as_the_records_values(shifted, prompts, unset, expli
 
 def test_a_block_causal_record_commits_blocks_block_causally(shifted, prompts):
     model = trained(shifted, CONVERSION)
-    explicit = BlockDiffusionDecoder(4, 0.3, clean=BlockCommit())
+    explicit = BlockDiffusionDecoder(4, 0.3, clean="block")
     assert outcome(BlockDiffusionDecoder(threshold=0.3), model, prompts) == outcome(explicit, model, prompts)
-    causal = BlockDiffusionDecoder(4, 0.3, clean=CausalCommit())
+    causal = BlockDiffusionDecoder(4, 0.3, clean="causal")
     assert outcome(BlockDiffusionDecoder(threshold=0.3), model, prompts) != outcome(causal, model, prompts)
 
 
@@ -81,11 +79,11 @@ def test_drafter_speculation_takes_k_from_the_drafter(shifted, make_model, promp
     drafter = trained(shifted, record)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        unset = outcome(SpeculativeDecoder(drafter), target, prompts)
-    assert unset == outcome(SpeculativeDecoder(drafter, k=7), target, prompts)
+        unset = outcome(DrafterSpeculativeDecoder(drafter), target, prompts)
+    assert unset == outcome(DrafterSpeculativeDecoder(drafter, k=7), target, prompts)
     set_training(drafter, TRIMODE)  # no k recorded: block_size - 1
-    assert outcome(SpeculativeDecoder(drafter), target, prompts) == outcome(
-        SpeculativeDecoder(drafter, k=3), target, prompts
+    assert outcome(DrafterSpeculativeDecoder(drafter), target, prompts) == outcome(
+        DrafterSpeculativeDecoder(drafter, k=3), target, prompts
     )
 
 
@@ -119,8 +117,10 @@ def test_an_unset_size_needs_a_record(shifted, decoder, option):
 
 
 def test_an_unset_k_needs_the_drafters_record(shifted, make_model):
-    with pytest.raises(ValueError, match=r"^SpeculativeDecoder: k is not set and the drafter carries no"):
-        SpeculativeDecoder(shifted).check(make_model(seed=7))
+    with pytest.raises(
+        ValueError, match=r"^DrafterSpeculativeDecoder: k is not set and the drafter carries no"
+    ):
+        DrafterSpeculativeDecoder(shifted).check(make_model(seed=7))
 
 
 @pytest.mark.parametrize(
@@ -144,13 +144,13 @@ def test_an_explicit_block_unlike_training_is_warned_about(shifted, decoder, dra
 def test_drafter_layout_mismatches_are_refused(shifted, make_model):
     target, drafter = no_forward(make_model(seed=7)), no_forward(trained(shifted, DRAFTER))
     with pytest.raises(LayoutMismatch) as err:
-        SpeculativeDecoder(drafter, k=8).check(target)
+        DrafterSpeculativeDecoder(drafter, k=8).check(target)
     assert err.value.predicate == (
         "drafts k=8 tokens, more than the drafter's block size 8 holds after the anchor (7)"
     )
-    assert str(err.value) == f"SpeculativeDecoder {err.value.predicate}"
+    assert str(err.value) == f"DrafterSpeculativeDecoder {err.value.predicate}"
     with pytest.raises(LayoutMismatch) as err:
-        SpeculativeDecoder(drafter, k=4, cross_block=True).check(target)
+        DrafterSpeculativeDecoder(drafter, k=4, cross_block=True).check(target)
     assert err.value.predicate == (
         "sets cross_block=True, but DrafterModule never trains the drafter's logit after its draft "
         "block; use cross_block=False"
@@ -160,14 +160,14 @@ def test_drafter_layout_mismatches_are_refused(shifted, make_model):
 def test_drafter_blocks_unlike_training_are_warned_about(shifted, make_model):
     target, drafter = no_forward(make_model(seed=7)), no_forward(trained(shifted, DRAFTER))
     with pytest.warns(LayoutWarning) as caught:
-        SpeculativeDecoder(drafter, k=5).check(target)
+        DrafterSpeculativeDecoder(drafter, k=5).check(target)
     assert [str(w.message) for w in caught] == [
         "drafts [t, MASK x 5] but training shows the drafter [anchor, MASK x 7] blocks (block_size 8); "
         "the loss scores only the first 4 drafts"
     ]
     set_training(drafter, TRIMODE)
     with pytest.warns(LayoutWarning) as caught:
-        SpeculativeDecoder(drafter, k=2, cross_block=True).check(target)
+        DrafterSpeculativeDecoder(drafter, k=2, cross_block=True).check(target)
     assert [str(w.message) for w in caught] == [
         "drafts [t, MASK x 2] but training shows the drafter [anchor, MASK x 3] blocks (block_size 4)"
     ]
@@ -199,7 +199,7 @@ def test_only_drafter_speculation_takes_a_drafter(shifted):
         name = type(decoder).__name__
         with pytest.raises(ValueError, match=f"^{name} drafts with its model; it takes no drafter$"):
             decoder.bind_drafter(shifted)
-    speculative = SpeculativeDecoder()
+    speculative = DrafterSpeculativeDecoder()
     assert isinstance(speculative, Decoder) and speculative.needs_drafter
     speculative.bind_drafter(shifted)
     assert speculative.drafter is shifted

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dlm.decoding.eval.sandbox import run_program, run_programs
+from dlm.decoding.tasks.sandbox import run_program, run_programs
 
 GOOD = "assert sum(range(5)) == 10"
 

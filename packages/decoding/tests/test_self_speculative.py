@@ -116,7 +116,7 @@ def test_float32_differs_from_ar_only_at_near_ties(make_model, prompts, decoder)
 
 
 def test_decoders_implement_the_protocol(shifted):
-    from dlm.decoding import BlockDiffusionDecoder, SpeculativeDecoder
+    from dlm.decoding import BlockDiffusionDecoder, DrafterSpeculativeDecoder
 
     for decoder in (
         ARDecoder(),
@@ -125,7 +125,7 @@ def test_decoders_implement_the_protocol(shifted):
         FusedSelfSpeculativeDecoder(),
     ):
         assert isinstance(decoder, Decoder)
-    assert isinstance(SpeculativeDecoder(shifted), Decoder)
+    assert isinstance(DrafterSpeculativeDecoder(shifted), Decoder)
 
 
 @pytest.mark.slow  # the session's trained model takes ~5-20 s to train once

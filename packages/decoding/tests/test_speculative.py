@@ -1,10 +1,10 @@
-"""SpeculativeDecoder: an external diffusion drafter for an AR target, each with its own cache."""
+"""DrafterSpeculativeDecoder: an external diffusion drafter for an AR target, each with its own cache."""
 
 import pytest
 import reference_decoding as reference
 import torch
 
-from dlm.decoding import ARDecoder, SpeculativeDecoder
+from dlm.decoding import ARDecoder, DrafterSpeculativeDecoder
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def target(make_model):
 @pytest.mark.parametrize("k", [1, 3])
 def test_greedy_equals_target_ar_greedy(model, target, prompts, k):
     ar, _ = ARDecoder().generate(target, prompts, 15)
-    tokens, stats = SpeculativeDecoder(model, k=k).generate(target, prompts, 15)
+    tokens, stats = DrafterSpeculativeDecoder(model, k=k).generate(target, prompts, 15)
     assert tokens == ar
     assert stats.forwards["target"] == stats.forwards["drafter"] == len(stats.accepted)
     assert stats.tpf == stats.tau
@@ -27,7 +27,7 @@ def test_greedy_equals_target_ar_greedy(model, target, prompts, k):
     ids=["greedy", "sampled", "cross"],
 )
 def test_matches_reference(shifted, target, prompts, settings):
-    decoder = SpeculativeDecoder(shifted, k=3, **settings)
+    decoder = DrafterSpeculativeDecoder(shifted, k=3, **settings)
     for prompt in prompts:
         tokens, stats = decoder.generate(target, [prompt], 14)
         ref = reference.speculative(decoder, target, prompt, 14, drafter=shifted)
@@ -37,13 +37,13 @@ def test_matches_reference(shifted, target, prompts, settings):
 
 
 def test_batch_equals_rows_one_by_one(model, target, prompts):
-    decoder = SpeculativeDecoder(model, k=3)
+    decoder = DrafterSpeculativeDecoder(model, k=3)
     batched = decoder.decode(target, prompts, 13)
     assert batched.tokens == [decoder.decode(target, [p], 13).tokens[0] for p in prompts]
 
 
 def test_both_caches_hold_the_committed_text_exactly(model, target, prompts):
-    result = SpeculativeDecoder(model, k=3).decode(target, prompts, 12)
+    result = DrafterSpeculativeDecoder(model, k=3).decode(target, prompts, 12)
     for name, net in (("target", target), ("drafter", model)):
         cache = result.caches[name]
         for r, (prompt, out) in enumerate(zip(prompts, result.tokens, strict=True)):
@@ -58,7 +58,7 @@ def test_both_caches_hold_the_committed_text_exactly(model, target, prompts):
 def test_a_perfect_drafter_is_fully_accepted(trained):
     prompts = [[1, 2, 3], [5, 8, 11], [7, 8, 9, 10]]
     ar, _ = ARDecoder().generate(trained, prompts, 20)
-    tokens, stats = SpeculativeDecoder(trained, k=3).generate(trained, prompts, 20)
+    tokens, stats = DrafterSpeculativeDecoder(trained, k=3).generate(trained, prompts, 20)
     assert tokens == ar
     assert stats.acceptance_by_position == [1.0, 1.0, 1.0]
     assert stats.tpf >= 3.5 and stats.drafter_forwards_per_token <= 0.3

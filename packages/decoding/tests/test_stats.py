@@ -2,7 +2,7 @@
 
 import pytest
 
-from dlm.core.protocols import DecodeStats, agreement, prefix_agreement
+from dlm.core.stats import DecodeStats, agreement, prefix_agreement
 
 
 def test_verify_records_and_derived_metrics():

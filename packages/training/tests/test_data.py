@@ -1,3 +1,8 @@
+import socket
+import time
+
+import datasets.config
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -92,6 +97,22 @@ def test_embedded_corpus_has_every_split(cache_dir):
     dm = PackedTextDataModule("shakespeare", seq_len=256, cache_dir=cache_dir)
     dm.setup()
     assert all(len(dm.datasets[s]) > 10 for s in ("train", "validation", "test"))
+
+
+def test_an_unknown_corpus_name_fails_at_once_in_one_line(cache_dir, monkeypatch):
+    with socket.socket() as closed:  # bound, never listening: the hub refuses every connection
+        closed.bind(("127.0.0.1", 0))
+        hub = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub)
+        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub)
+        start = time.monotonic()
+        with pytest.raises(ValueError) as err:
+            PackedTextDataModule("no-such-corpus-xyz", cache_dir=cache_dir).setup("fit")
+        elapsed = time.monotonic() - start
+    message = str(err.value)
+    assert message.startswith("corpus 'no-such-corpus-xyz' is neither an embedded corpus (shakespeare, ")
+    assert "nor a dataset reachable on the HF hub (" in message and "\n" not in message
+    assert elapsed < 5, f"{elapsed:.1f} s: the hub client retried (5 times over ~23 s)"
 
 
 def test_bad_corpora_are_named(tmp_path, cache_dir, corpus_dir):

@@ -8,10 +8,10 @@ import torch
 
 from dlm.attention import Causal
 from dlm.core import ByteTokenizer, ModelConfig, Transformer, load_model, save_checkpoint
+from dlm.core.fingerprint import model_fingerprint
 from dlm.training import Architecture, DistilledDataModule, DrafterModule
 from dlm.training.drafter.data import DistilledDataset
 from dlm.training.drafter.distill import distill, main
-from dlm.training.drafter.target import fingerprint
 
 
 class SlowGreedy:
@@ -82,7 +82,7 @@ def distilled(workdir):
 def test_distillation_writes_greedy_continuations_and_the_targets_identity(target, distilled):
     meta = json.loads((distilled / "meta.json").read_text())
     model = load_model(target)[0]
-    assert meta["target"] == {"path": target, "fingerprint": fingerprint(model)}
+    assert meta["target"] == {"path": target, "fingerprint": model_fingerprint(model)}
     assert sorted(p.name for p in (distilled / "train").iterdir()) == ["shard-00000", "shard-00001"]
     rows = (
         DistilledDataModule(str(distilled), tokenizer=ByteTokenizer(), vocab_size=260).dataset("train").rows

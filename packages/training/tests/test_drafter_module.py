@@ -12,7 +12,7 @@ from dlm.attention import Causal, Draft
 from dlm.core import ByteTokenizer, DecodeStats, ModelConfig, Transformer, save_checkpoint
 from dlm.core.checkpoint import TrainingRecord, training_of
 from dlm.core.losses import ChainLoss, DrafterLossMix, ForwardKL, UniformCE
-from dlm.decoding import SpeculativeDecoder
+from dlm.decoding import DrafterSpeculativeDecoder
 from dlm.decoding.evaluation import Evaluation
 from dlm.training import Architecture, DrafterModule
 from dlm.training.callbacks import ExportCheckpoint
@@ -70,7 +70,7 @@ def test_blocks_are_those_whose_k_labels_all_exist():
 @pytest.mark.parametrize("shift", [True, False], ids=["shift", "noshift"])
 def test_training_blocks_see_what_a_cached_draft_sees(shift):
     """Each block's logits equal a decode-time draft: the causal prefix before the anchor in the
-    cache, then [t, MASK x (B-1)] with the Draft mask, as SpeculativeDecoder runs it."""
+    cache, then [t, MASK x (B-1)] with the Draft mask, as DrafterSpeculativeDecoder runs it."""
     torch.manual_seed(0)
     config = ModelConfig(
         vocab_size=40, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, mask_token_id=39,
@@ -141,7 +141,7 @@ def test_draft_accuracy_counts_leading_right_drafts():
 
 
 class RecordingDecoder:
-    """Stands in for SpeculativeDecoder: records the drafter it is given and accepts 2 of 3 drafts."""
+    """Stands in for DrafterSpeculativeDecoder: records the drafter it is given and accepts 2 of 3 drafts."""
 
     needs_drafter = True
 
@@ -206,7 +206,12 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
     assert metrics["test/stub/accept@2"] == 1.0 and metrics["test/stub/accept@3"] == 0.0
     assert metrics["test/stub/reach@1"] == 1.0
     assert 0 <= metrics["test/draft/accept@1"] <= 1
-    assert json.loads((tmp_path / "drafter_eval.json").read_text())["stub"]["tau"] == pytest.approx(3.0)
+    report = json.loads((tmp_path / "drafter_eval.json").read_text())
+    assert (
+        report["decoders"]["stub"]["tau"]
+        == pytest.approx(3.0)
+        == module.evaluation_report["decoders"]["stub"]["tau"]
+    )
     assert (tmp_path / "acceptance.png").stat().st_size > 0
 
 
@@ -218,7 +223,7 @@ def test_fit_and_test_log_speculation_and_write_the_plot(target, tmp_path):
         (dict(block_size=4, seq_len=30), ValueError, "seq_len 30 is not a multiple of block_size 4"),
         (dict(target="missing/target"), FileNotFoundError, "target: missing/target does not exist"),
         (
-            dict(block_size=4, evaluation=Evaluation({"greedy": SpeculativeDecoder(k=7)})),
+            dict(block_size=4, evaluation=Evaluation({"greedy": DrafterSpeculativeDecoder(k=7)})),
             ValueError,
             "decoder 'greedy' drafts k=7 tokens, more than the drafter's block size 4 holds",
         ),
@@ -240,7 +245,7 @@ def test_the_checkpoint_and_the_model_record_how_the_drafter_was_trained(target)
 
 
 def speculative(name, k, cross_block=False):
-    return Evaluation({name: SpeculativeDecoder(k=k, cross_block=cross_block)})
+    return Evaluation({name: DrafterSpeculativeDecoder(k=k, cross_block=cross_block)})
 
 
 def test_a_cross_block_decoder_is_refused_and_other_draft_blocks_warned(target):

@@ -148,9 +148,13 @@ def test_pretrain_then_convert_with_checkpoints_metrics_and_decoders(tmp_path, c
     dm = PackedTextDataModule(**data, tokenizer=conv.tokenizer)
     run.fit(conv, datamodule=dm)
     assert "val/ce" in run.callback_metrics and "val/acc" in run.callback_metrics
+    assert conv.evaluation_report is None
     (results,) = run.test(conv, datamodule=dm, verbose=False)
     assert fake.calls == 1
     assert results["test/fake/tpf"] == pytest.approx(2.0)
+    report = conv.evaluation_report  # the schema dlm-decode and dlm-eval write
+    assert set(report) == {"title", "settings", "baseline", "decoders"}
+    assert report["decoders"]["fake"]["tpf"] == pytest.approx(2.0)
     assert results["test/fake/ar_nll"] > 0
     assert results["test/fake/distinct4"] < 0.05  # each row repeats one token
     for r in ("0.15", "0.5", "0.9"):

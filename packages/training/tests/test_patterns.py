@@ -12,12 +12,12 @@ from dlm.training import (
     Architecture,
     ARLanguageModel,
     BidirectionalPattern,
-    BlockCausalPattern,
+    BlockCleanPattern,
     ConversionModule,
     TriModeModule,
 )
 from dlm.training.callbacks import training_record
-from dlm.training.patterns import TriModePattern
+from dlm.training.patterns import CausalCleanPattern
 
 
 def hand_built(model, noisy, clean, mask, doc_ids):
@@ -30,7 +30,7 @@ def hand_built(model, noisy, clean, mask, doc_ids):
 
 @pytest.mark.parametrize("with_docs", [False, True])
 @pytest.mark.parametrize(
-    ("pattern", "mask"), [(TriModePattern(), TriMode), (BlockCausalPattern(), BlockDiffusion)]
+    ("pattern", "mask"), [(CausalCleanPattern(), TriMode), (BlockCleanPattern(), BlockDiffusion)]
 )
 def test_a_noisy_clean_pattern_is_the_hand_built_forward(pattern, mask, with_docs):
     torch.manual_seed(0)
@@ -53,8 +53,8 @@ def test_the_clean_half_of_the_tri_mode_pattern_is_the_ar_forward():
     clean = torch.randint(0, 63, (2, 16))
     noisy = torch.full_like(clean, 63)
     ar = model.hidden(clean, torch.arange(16).expand(2, -1), Causal())
-    torch.testing.assert_close(TriModePattern().hidden(model, noisy, clean, 4)[:, 16:], ar)
-    assert (TriModePattern.clean, BlockCausalPattern.clean) == ("causal", "block")
+    torch.testing.assert_close(CausalCleanPattern().hidden(model, noisy, clean, 4)[:, 16:], ar)
+    assert (CausalCleanPattern.clean, BlockCleanPattern.clean) == ("causal", "block")
 
 
 def test_every_module_records_how_its_clean_stream_attends_on_its_model():

@@ -15,6 +15,7 @@ from dlm.attention.masks import (
     SameDocument,
     Segments,
     TriMode,
+    TriModeNoisy,
     Verify,
 )
 from dlm.attention.version import __version__
@@ -35,6 +36,7 @@ __all__ = [
     "SameDocument",
     "Segments",
     "TriMode",
+    "TriModeNoisy",
     "Verify",
     "__version__",
     "attend",

@@ -103,3 +103,29 @@ class KVCache:
 
     def reset(self) -> None:
         self._lengths = [0] * self.batch
+
+
+class PrefixCache:
+    """The K/V of one prefix forward, kept per layer as the tensors it made (no preallocated buffer,
+    no in-place writes), for training: a later forward with commit=False attends over [prefix ;
+    itself] and gradients flow through its own K/V. (Writing a grad-carrying forward into KVCache's
+    one buffer would bump the version of every layer's view and break the backward.)"""
+
+    def __init__(self) -> None:
+        self.k: dict[int, Tensor] = {}
+        self.v: dict[int, Tensor] = {}
+        self.length = 0
+
+    def prepare(self, q_len: int) -> Slots:
+        return Slots(start=self.length, index=None, view_len=self.length + q_len)
+
+    def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
+        if self.length == 0:
+            self.k[layer], self.v[layer] = k, v
+            return k, v
+        return torch.cat([self.k[layer], k], dim=2), torch.cat([self.v[layer], v], dim=2)
+
+    def advance(self, q_len: int) -> None:
+        if self.length:
+            raise ValueError("PrefixCache holds one prefix: commit only the first forward")
+        self.length = q_len

@@ -19,11 +19,12 @@ import re
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from dlm.core.adapter import adapter_from_record, add_adapter
 from dlm.core.atomic import staged_directory
 from dlm.core.config import ModelConfig
 from dlm.core.model import Transformer
@@ -31,6 +32,11 @@ from dlm.core.tokenizers import tokenizer_from_spec
 
 RECORD = "dlm.json"
 WEIGHTS = "model.safetensors"
+
+CleanStream = Literal["causal", "block"]
+"""How a model's clean stream attends: "causal" (token-causal, the AR forward) or "block"
+(block-causal). The one spelling of the kind, in a TrainingRecord, a pattern and a block decoder."""
+
 # The attribute of a loaded model that holds its TrainingRecord (see training_of).
 TRAINING_ATTR = "dlm_training"
 
@@ -49,9 +55,9 @@ class TrainingRecord:
     """Draft positions scored per block (DrafterModule); None elsewhere."""
     token_shift: bool = False
     """Whether logit i was trained to predict token i + 1."""
-    clean: str | None = None
+    clean: CleanStream | None = None
     """How the clean stream [x_0] attended in training: "causal" (token-causal, the AR forward:
-    tri-mode, the drafter), "block" (block-causal: conversion's BlockCausalPattern) or None (no
+    tri-mode, the drafter), "block" (block-causal: conversion's BlockCleanPattern) or None (no
     clean stream: AR, a bidirectional pattern). A block decoder's cache must be written the same way."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +79,7 @@ class TrainingRecord:
                 raise ValueError(
                     f"{source}: the 'training' record's {name} must be {kind.__name__}, got {value!r}"
                 )
-        if data.get("clean") not in (None, "causal", "block"):
+        if data.get("clean") not in (None, *get_args(CleanStream)):
             raise ValueError(
                 f"{source}: the 'training' record's clean must be 'causal', 'block' or null, got {data['clean']!r}"
             )
@@ -101,6 +107,9 @@ def checkpoint_record(
     }
     if training is not None:
         record["training"] = training.to_dict()
+    adapter = getattr(model, "adapter", None)
+    if adapter is not None:
+        record["adapter"] = asdict(adapter)
     return record
 
 
@@ -137,6 +146,8 @@ def model_from_record(
     training = record.get("training")
     training = TrainingRecord.from_dict(training, source) if training is not None else None
     model = Transformer.empty(config, dtype=next(iter(state.values())).dtype)
+    if record.get("adapter") is not None:
+        add_adapter(model, adapter_from_record(record["adapter"], source))
     load_weights(model, state, source)
     set_training(model, training)
     return model, tokenizer_from_spec(record["tokenizer"])

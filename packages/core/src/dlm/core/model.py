@@ -2,6 +2,9 @@
 
 A plain nn.Module. Attention goes through dlm.attention.attend, so the mask object decides the
 pattern (causal, block diffusion, draft over a cache, ...) and dispatch picks the kernel.
+
+A draft adapter (dlm.core.adapter) adds low-rank deltas to chosen projections; they act only on
+the tokens a per-token `draft` gate marks, so forwards without drafts are the base model's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlm.attention import Mask, attend
-from dlm.core.cache import KVCache, Slots
+from dlm.core.cache import KVCache, PrefixCache, Slots
 from dlm.core.config import ModelConfig
 from dlm.core.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -43,6 +46,7 @@ class Attention(nn.Module):
         self.o = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
         self.q_norm = RMSNorm(hd, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(hd, cfg.norm_eps) if cfg.qk_norm else None
+        self.adapters = nn.ModuleDict()
 
     def forward(
         self,
@@ -53,19 +57,20 @@ class Attention(nn.Module):
         cache: KVCache | None,
         layer: int,
         slots: Slots | None,
+        draft: Tensor | None = None,
     ) -> Tensor:
         b, t, _ = x.shape
         hd = self.head_dim
-        q = self.q(x).view(b, t, -1, hd).transpose(1, 2)
-        k = self.k(x).view(b, t, -1, hd).transpose(1, 2)
-        v = self.v(x).view(b, t, -1, hd).transpose(1, 2)
+        q = project(self, "q", x, draft).view(b, t, -1, hd).transpose(1, 2)
+        k = project(self, "k", x, draft).view(b, t, -1, hd).transpose(1, 2)
+        v = project(self, "v", x, draft).view(b, t, -1, hd).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.write(layer, k, v, slots)
         out = attend(q, k, v, mask, backend=self.backend)
-        return self.o(out.transpose(1, 2).reshape(b, t, -1))
+        return project(self, "o", out.transpose(1, 2).reshape(b, t, -1), draft)
 
 
 class MLP(nn.Module):
@@ -74,9 +79,20 @@ class MLP(nn.Module):
         self.gate = nn.Linear(cfg.dim, cfg.mlp_size, bias=False)
         self.up = nn.Linear(cfg.dim, cfg.mlp_size, bias=False)
         self.down = nn.Linear(cfg.mlp_size, cfg.dim, bias=False)
+        self.adapters = nn.ModuleDict()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+    def forward(self, x: Tensor, draft: Tensor | None = None) -> Tensor:
+        h = F.silu(project(self, "gate", x, draft)) * project(self, "up", x, draft)
+        return project(self, "down", h, draft)
+
+
+def project(module: nn.Module, name: str, x: Tensor, draft: Tensor | None) -> Tensor:
+    """module.<name>(x), plus its adapter's delta on the tokens `draft` (batch, length) marks. An
+    unmarked token gets y + 0 * delta = y: the base's value exactly."""
+    y = getattr(module, name)(x)
+    if draft is None or name not in module.adapters:
+        return y
+    return y + draft.unsqueeze(-1).to(y.dtype) * module.adapters[name](x)
 
 
 class Block(nn.Module):
@@ -87,9 +103,19 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Mask, cache, layer, slots) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer, slots)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Mask,
+        cache,
+        layer,
+        slots,
+        draft: Tensor | None = None,
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer, slots, draft)
+        return x + self.mlp(self.mlp_norm(x), draft)
 
 
 class Transformer(nn.Module):
@@ -102,6 +128,8 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        self.mask_embedding: nn.Parameter | None = None
+        """A draft adapter's input-only [MASK] embedding, used on draft tokens (None: the table's row)."""
         self.register_buffer(
             "inv_freq",
             inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling),
@@ -147,27 +175,41 @@ class Transformer(nn.Module):
         mask: Mask,
         cache: KVCache | None = None,
         commit: bool = True,
+        draft: Tensor | None = None,
     ) -> Tensor:
         """Logits (batch, length, vocab) for tokens (batch, length) at integer positions (batch, length).
 
         With a cache, the new tokens' K/V go into each row's next free slots and the mask covers
         (length, max(cache lengths) + length); commit=False leaves the cache's lengths unchanged.
+        `draft` (batch, length; bool or 0/1) marks the draft tokens a draft adapter acts on; None
+        (or no adapter) is the base model.
         """
-        return self.lm_head(self.hidden(tokens, positions, mask, cache, commit))
+        return self.lm_head(self.hidden(tokens, positions, mask, cache, commit, draft))
 
     def hidden(
-        self, tokens: Tensor, positions: Tensor, mask: Mask, cache: KVCache | None = None, commit: bool = True
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        mask: Mask,
+        cache: KVCache | PrefixCache | None = None,
+        commit: bool = True,
+        draft: Tensor | None = None,
     ) -> Tensor:
         """Final normalised hidden states; forward() applies the head to them."""
         if tokens.shape != positions.shape:
             raise ValueError(
                 f"tokens {tuple(tokens.shape)} and positions {tuple(positions.shape)} differ in shape"
             )
+        if draft is not None and draft.shape != tokens.shape:
+            raise ValueError(f"draft {tuple(draft.shape)} must have the tokens' shape {tuple(tokens.shape)}")
         x = self.embed(tokens)
+        if self.mask_embedding is not None and draft is not None:
+            is_mask = ((tokens == self.config.mask_token_id) & draft.bool()).unsqueeze(-1)
+            x = torch.where(is_mask, self.mask_embedding.to(x.dtype), x)
         cos, sin = rope_tables(positions, self.inv_freq, x.dtype)
         slots = cache.prepare(tokens.shape[1]) if cache is not None else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, cache, i, slots)
+            x = layer(x, cos, sin, mask, cache, i, slots, draft)
         if cache is not None and commit:
             cache.advance(tokens.shape[1])
         return self.norm(x)

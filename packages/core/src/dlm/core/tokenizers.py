@@ -27,6 +27,11 @@ class ByteTokenizer:
     def to_spec(self) -> dict[str, Any]:
         return {"kind": "byte"}
 
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
+        raise ValueError(
+            "the byte tokenizer has no chat template; use a checkpoint's tokenizer that ships one"
+        )
+
     def save(self, directory: Path) -> None:
         """Nothing to write: the spec alone recreates it."""
 
@@ -68,6 +73,8 @@ class HFTokenizer:
     add_mask_token is set, "<|mask|>" is appended as a special token, so its id is the old vocabulary
     size (the model then grows one embedding row to match). tokenizer_config.json's
     split_special_tokens (as in transformers) makes special tokens' text encode as ordinary text.
+    The chat template comes from chat_template.jinja or tokenizer_config.json's chat_template and
+    is kept when the tokenizer is saved (it is not part of the fingerprint: it changes no id).
     """
 
     def __init__(
@@ -77,10 +84,12 @@ class HFTokenizer:
         pad_id: int | None = None,
         bos_id: int | None = None,
         mask_id: int | None = None,
+        chat_template: str | None = None,
     ):
         self.tok = tok
         self.eos_id, self.bos_id, self.mask_id = eos_id, bos_id, mask_id
         self.pad_id = eos_id if pad_id is None else pad_id
+        self.chat_template = chat_template
 
     @classmethod
     def from_directory(cls, path: str | Path, add_mask_token: bool = True) -> HFTokenizer:
@@ -108,7 +117,8 @@ class HFTokenizer:
         )
         mask_id = next((tok.token_to_id(n) for n in names if tok.token_to_id(n) is not None), None)
         tok.encode_special_tokens = bool(settings.get("split_special_tokens", False))
-        tokenizer = cls(tok, eos_id, special("pad_token"), special("bos_token"), mask_id)
+        template = chat_template_of(file.parent, settings)
+        tokenizer = cls(tok, eos_id, special("pad_token"), special("bos_token"), mask_id, template)
         if mask_id is None and add_mask_token:
             tokenizer.add_mask_token()
         return tokenizer
@@ -147,11 +157,26 @@ class HFTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)
 
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
+        """`messages` as the text the checkpoint's chat template makes of them (transformers'
+        apply_chat_template(tokenize=False)); ValueError when the tokenizer has none."""
+        from dlm.core.chat import render_chat
+
+        if self.chat_template is None:
+            raise ValueError(
+                "the tokenizer has no chat template (no chat_template.jinja and no chat_template in "
+                "tokenizer_config.json); use the raw prompt format"
+            )
+        names = {"bos_token": self.bos_id, "eos_token": self.eos_id, "pad_token": self.pad_id}
+        tokens = {k: self.tok.id_to_token(i) for k, i in names.items() if i is not None}
+        return render_chat(self.chat_template, messages, add_generation_prompt, **tokens)
+
     def to_spec(self) -> dict[str, Any]:
         ids = {"eos_id": self.eos_id, "pad_id": self.pad_id, "bos_id": self.bos_id, "mask_id": self.mask_id}
         # tokenizer.json does not record encode_special_tokens, so the spec carries it.
         split = {"split_special_tokens": True} if self.tok.encode_special_tokens else {}
-        return {"kind": "hf", "json": self.tok.to_str(), **ids, **split}
+        template = {"chat_template": self.chat_template} if self.chat_template is not None else {}
+        return {"kind": "hf", "json": self.tok.to_str(), **ids, **split, **template}
 
     def save(self, directory: Path) -> None:
         """Write tokenizer.json and a tokenizer_config.json naming the special tokens."""
@@ -167,10 +192,28 @@ class HFTokenizer:
         if self.tok.encode_special_tokens:
             settings["split_special_tokens"] = True
         (directory / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
+        if self.chat_template is not None:
+            (directory / CHAT_TEMPLATE).write_text(self.chat_template)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+CHAT_TEMPLATE = "chat_template.jinja"
+
+
+def chat_template_of(directory: Path, settings: dict[str, Any]) -> str | None:
+    """A checkpoint's chat template: chat_template.jinja (where transformers 4.43+ saves it), else
+    tokenizer_config.json's chat_template (a string, or named templates of which "default")."""
+    file = directory / CHAT_TEMPLATE
+    if file.is_file():
+        return file.read_text(encoding="utf-8")
+    template = settings.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -179,7 +222,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     its target's unused tokens as [MASK], or appends "<|mask|>" after the target's last token (into
     the padded embedding rows real checkpoints have), encodes and decodes every other id as its
     target does, so it keeps its target's fingerprint."""
-    spec = {k: v for k, v in tokenizer.to_spec().items() if k != "mask_id"}
+    spec = {k: v for k, v in tokenizer.to_spec().items() if k not in ("mask_id", "chat_template")}
     if spec.get("kind") == "hf":
         content = json.loads(spec["json"])
         added = content.get("added_tokens") or []
@@ -201,7 +244,7 @@ def tokenizer_from_spec(spec: dict[str, Any]) -> ByteTokenizer | HFTokenizer:
     if kind == "hf":
         from tokenizers import Tokenizer
 
-        ids = {k: spec.get(k) for k in ("pad_id", "bos_id", "mask_id")}
+        ids = {k: spec.get(k) for k in ("pad_id", "bos_id", "mask_id", "chat_template")}
         tok = Tokenizer.from_str(spec["json"])
         tok.encode_special_tokens = bool(spec.get("split_special_tokens", False))
         return HFTokenizer(tok, spec["eos_id"], **ids)

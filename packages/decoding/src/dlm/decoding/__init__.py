@@ -4,8 +4,8 @@ one test-time Evaluation of them."""
 from dlm.attention import Segments
 from dlm.decoding.ar import ARDecoder
 from dlm.decoding.base import Decoding
-from dlm.decoding.block_diffusion import BlockCommit, BlockDiffusionDecoder, CausalCommit
-from dlm.decoding.drafter import SpeculativeDecoder
+from dlm.decoding.block_diffusion import BlockDiffusionDecoder
+from dlm.decoding.drafter import DrafterSpeculativeDecoder
 from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.fused import FusedSelfSpeculativeDecoder
 from dlm.decoding.layout import Layout
@@ -15,16 +15,14 @@ from dlm.decoding.version import __version__
 
 __all__ = [
     "ARDecoder",
-    "BlockCommit",
     "BlockDiffusionDecoder",
-    "CausalCommit",
     "Decoding",
+    "DrafterSpeculativeDecoder",
     "Evaluation",
     "FusedSelfSpeculativeDecoder",
     "Layout",
     "Sampler",
     "Segments",
     "SelfSpeculativeDecoder",
-    "SpeculativeDecoder",
     "__version__",
 ]

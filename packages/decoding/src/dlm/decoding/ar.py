@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import CachedDecoder, Decoding
 from dlm.decoding.stream import Timer
 

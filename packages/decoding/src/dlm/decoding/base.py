@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dlm.core.cache import KVCache
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.sampling import Sampler
 from dlm.decoding.stream import Stream, new_cache
 

@@ -27,40 +27,18 @@ A row stops at EOS (once every position up to the first EOS is filled) or at the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import torch
 from torch import nn
 
-from dlm.core.checkpoint import training_of
-from dlm.core.protocols import DecodeStats
+from dlm.core.checkpoint import CleanStream, training_of
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
 from dlm.decoding.record import block_size_for
 from dlm.decoding.sampling import draw, without_mask
 from dlm.decoding.stream import Timer
 from dlm.decoding.verify import block_predictions
-
-
-class CausalCommit:
-    """The clean stream is token-causal (a TriMode-trained model): a finished block is committed
-    with the Verify mask, causal within the block, as the model's AR half computes it."""
-
-    causal = True
-
-    def __repr__(self) -> str:
-        return "CausalCommit()"
-
-
-class BlockCommit:
-    """The clean stream is block-causal (a BlockDiffusion-trained conversion model): a finished block
-    is committed with the Draft mask, bidirectional within the block. Decode blocks start at the
-    first pending token, so the committed text's blocks are: each prompt token alone (the prompt is
-    prefilled causally), then the decoded blocks of B tokens."""
-
-    causal = False
-
-    def __repr__(self) -> str:
-        return "BlockCommit()"
 
 
 class Blocks(NamedTuple):
@@ -69,7 +47,7 @@ class Blocks(NamedTuple):
     mask_id: int
     size: int
     """B, the block length including the anchor."""
-    clean: CausalCommit | BlockCommit
+    clean: CleanStream
     fold: bool
 
 
@@ -81,9 +59,12 @@ class BlockDiffusionDecoder(CachedDecoder):
         confidence exceeds it (1.0: exactly one token per forward).
     sub_block: fill the block's B-1 masks in consecutive sub-blocks of this size, left to right
         (Fast-dLLM v2); None fills the whole block at once.
-    clean: CausalCommit() (tri-mode) or BlockCommit() (conversion): how a finished block's K/V are
-        computed. None: BlockCommit() when the model's training record says its clean stream was
-        block-causal (clean "block"), else CausalCommit().
+    clean: how a finished block's K/V are computed, as the model's clean stream attends: "causal"
+        (tri-mode, the drafter: the Verify mask, causal within the block, as the model's AR half
+        computes it) or "block" (conversion: the Draft mask, bidirectional within the block; decode
+        blocks start at the first pending token, so the committed text's blocks are each prompt
+        token alone, the prompt being prefilled causally, then the decoded blocks of B tokens).
+        None: the model's training record's clean, else "causal".
     fold: take t' from the cross-block prediction (one more masked position of the block) and fold
         the commit into the next forward; None means "when the model has token shift" (fold needs it).
     temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder; with temperature > 0 each
@@ -95,7 +76,7 @@ class BlockDiffusionDecoder(CachedDecoder):
         block_size: int | None = None,
         threshold: float = 0.9,
         sub_block: int | None = None,
-        clean: CausalCommit | BlockCommit | None = None,
+        clean: CleanStream | None = None,
         fold: bool | None = None,
         temperature: float = 0.0,
         top_k: int | None = None,
@@ -109,8 +90,8 @@ class BlockDiffusionDecoder(CachedDecoder):
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.threshold = float(threshold)
         self.sub_block = None if sub_block is None else positive("sub_block", sub_block)
-        if clean is not None and not isinstance(clean, CausalCommit | BlockCommit):
-            raise ValueError(f"clean must be CausalCommit() or BlockCommit(), got {clean!r}")
+        if clean is not None and clean not in get_args(CleanStream):
+            raise ValueError(f"clean must be 'causal', 'block' or None, got {clean!r}")
         self.clean = clean
         self.fold = fold
         super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
@@ -123,7 +104,7 @@ class BlockDiffusionDecoder(CachedDecoder):
         clean = self.clean
         if clean is None:
             record = training_of(model)
-            clean = BlockCommit() if record is not None and record.clean == "block" else CausalCommit()
+            clean = record.clean if record is not None and record.clean is not None else "causal"
         return Blocks(mask_id, size, clean, fold)
 
     def folds(self, model: nn.Module) -> bool:
@@ -154,13 +135,13 @@ class BlockDiffusionDecoder(CachedDecoder):
                 for r in active:
                     c = before[r]
                     if not finished[r]:
-                        offsets[r] = layout.add(r, blocks[r][:B], c, causal=False)
+                        offsets[r] = layout.add(r, blocks[r][:B], c, causal=False, draft=True)
                         continue
-                    layout.add(r, blocks[r][:B], c, causal=clean.causal)
+                    layout.add(r, blocks[r][:B], c, causal=clean == "causal")
                     offsets[r] = None
                     if fold:
                         blocks[r] = [rows.pending[r]] + [mask_id] * slots
-                        offsets[r] = layout.add(r, blocks[r][:B], c + B, causal=False, sees=B)
+                        offsets[r] = layout.add(r, blocks[r][:B], c + B, causal=False, sees=B, draft=True)
                 commits = [r for r in active if finished[r]]
                 logits = target.forward(layout, len(active), commit=bool(commits)).cpu()
                 keep = list(before)

@@ -1,36 +1,111 @@
-"""dlm-decode: run decoders on a checkpoint and print TPF, tau, tok/s and agreement with AR.
+"""dlm-decode: run decoders on a checkpoint through the one Evaluation and print TPF, tau, tok/s and
+agreement with AR (the table a module's test prints), or its JSON report.
 
-dlm-decode --checkpoint ckpt/ --corpus shakespeare --num-prompts 8 --decoder ar self-spec fused
-dlm-decode --checkpoint ckpt/ --prompts prompts.jsonl --decoder block --block-size 8 --json
+    dlm-decode --checkpoint ckpt/ --corpus shakespeare --num-prompts 8 --decoder ar self-spec fused
+    dlm-decode --checkpoint ckpt/ --prompts prompts.jsonl --decoder block --block-size 8 --json
+    dlm-decode --checkpoint ckpt/ --corpus shakespeare --output runs/decode --config decoders.yaml
+
+where decoders.yaml configures decoders as a YAML `evaluation:` block does:
+
+    decoders:
+      ar: {class_path: dlm.decoding.ARDecoder}
+      spec: {class_path: dlm.decoding.SelfSpeculativeDecoder, init_args: {k: 3}}
+
+With --output DIR: DIR/results.json (the report, the resolved config, dtype, commit, machine),
+DIR/decoding.md and DIR/decoding.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import json as jsonlib
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dlm.core.checks import positive
 from dlm.core.corpora import EMBEDDED, embedded_documents
-from dlm.decoding.batching import Run, add_decoder_options, build, decode_all, load_models
+from dlm.core.protocols import Decoder
+from dlm.core.results import record, write_results
+from dlm.decoding.evaluation import Evaluation
+from dlm.decoding.options import (
+    Loaded,
+    fail,
+    load,
+    parameters,
+    parse,
+    parser,
+    prepare,
+    resolve_decoders,
+    resolved,
+    short_decoders,
+)
+
+PROG = "dlm-decode"
+DEFAULT = ("ar", "self-spec")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dlm-decode", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def decode(
+    loaded: Loaded,
+    decoders: dict[str, Decoder] | None = None,
+    prompts: str | None = None,
+    corpus: str | None = None,
+    split: str = "test",
+    num_prompts: int = 8,
+    prompt_tokens: int = 64,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    baseline: str | None = "ar",
+    json: bool = False,
+    plot: str | None = None,
+    output: str | None = None,
+) -> dict[str, Any]:
+    """Decode the prompts with every decoder, interleaved batch by batch; returns the report.
+
+    Args:
+        decoders: Decoders by name as class_path/init_args (as in a YAML evaluation block);
+            instead of --decoder. Their eos_id, when unset, is the tokenizer's.
+        prompts: A text file (one prompt per line) or JSONL with a 'text' field.
+        corpus: Take prompts from an embedded corpus instead.
+        split: Corpus split (train, validation, test).
+        num_prompts: Corpus documents to take prompts from.
+        prompt_tokens: Tokens per corpus prompt.
+        max_new_tokens: Tokens each decoder generates per prompt.
+        batch_size: Prompts decoded together.
+        baseline: The decoder the others are compared with (tok/s ratio, agreement); none when no
+            decoder has this name.
+        json: Print the JSON report instead of the table.
+        plot: Save a PNG of acceptance by position and accepted lengths here.
+        output: A directory for results.json and the report (decoding.md, decoding.json).
+    """
+    if not decoders:
+        raise ValueError("no decoder to run: give --decoder NAME ... or --decoders")
+    if (prompts is None) == (corpus is None):
+        raise ValueError("give one prompt source: --prompts FILE or --corpus NAME")
+    if prompts is not None:
+        rows = read_prompts(prompts, loaded.tokenizer)
+    else:
+        rows = corpus_prompts(corpus, split, num_prompts, prompt_tokens, loaded.tokenizer)
+    evaluation = Evaluation(
+        decoders,
+        prompts=len(rows),
+        prompt_tokens=max(len(r) for r in rows),
+        max_new_tokens=max_new_tokens,
+        batch_size=positive("--batch-size", batch_size),
+        baseline=baseline if baseline in decoders else None,
     )
-    add_decoder_options(p, default=["ar", "self-spec"], max_new_tokens=64)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompts", help="a text file (one prompt per line) or JSONL with a 'text' field")
-    source.add_argument("--corpus", choices=sorted(EMBEDDED), help="take prompts from an embedded corpus")
-    p.add_argument("--split", default="test", help="corpus split (train, validation, test)")
-    p.add_argument("--num-prompts", type=int, default=8, help="corpus documents to take prompts from")
-    p.add_argument("--prompt-tokens", type=int, default=64, help="tokens per corpus prompt")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--plot", help="save a PNG of acceptance by position and accepted lengths")
-    return p
+    prepare(decoders, loaded)
+    evaluation.check(loaded.model, loaded.drafter)
+    result = evaluation.run(loaded.model, rows, drafter=loaded.drafter)
+    if plot:
+        from dlm.decoding.plot import plot_acceptance
+
+        plot_acceptance(list(result.stats.items()), plot)
+    if output is not None:
+        evaluation.write(Path(output), result)
+    print(jsonlib.dumps(result.report, indent=2) if json else evaluation.table(result))
+    return {"metrics": result.metrics, "evaluation": result.report}
 
 
 def read_prompts(path: str, tokenizer) -> list[list[int]]:
@@ -45,8 +120,8 @@ def read_prompts(path: str, tokenizer) -> list[list[int]]:
         texts = []
         for n, line in enumerate(lines, 1):
             try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                text = jsonlib.loads(line)["text"]
+            except (jsonlib.JSONDecodeError, KeyError, TypeError):
                 raise ValueError(f"{file}:{n}: expected a JSON object with a 'text' field") from None
             if not isinstance(text, str) or not text:
                 raise ValueError(f"{file}:{n}: 'text' must be a non-empty string, got {text!r}")
@@ -59,8 +134,8 @@ def read_prompts(path: str, tokenizer) -> list[list[int]]:
 
 
 def corpus_prompts(corpus: str, split: str, count: int, length: int, tokenizer) -> list[list[int]]:
-    if count <= 0 or length <= 0:
-        raise ValueError(f"--num-prompts and --prompt-tokens must be positive, got {count} and {length}")
+    positive("--num-prompts", count)
+    positive("--prompt-tokens", length)
     docs = embedded_documents(corpus, split)
     prompts = [tokenizer.encode(d.text)[:length] for d in docs[:count]]
     if not prompts:
@@ -68,54 +143,31 @@ def corpus_prompts(corpus: str, split: str, count: int, length: int, tokenizer) 
     return prompts
 
 
-def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ["decoder", "TPF", "drafter fwd/tok", "tau", "tok/s", "vs AR", "agree AR"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [
-            r["decoder"],
-            f"{r['tpf']:.2f}",
-            f"{r['drafter_forwards_per_token']:.2f}" if r["forwards"].get("drafter") else "-",
-            f"{r['tau']:.2f}" if r["tau"] else "-",
-            f"{r['tokens_per_second']:.0f}",
-            f"{r['speedup_vs_ar']:.2f}x" if "speedup_vs_ar" in r else "-",
-            f"{r['agreement_with_ar']:.3f}" if "agreement_with_ar" in r else "-",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[list[int]]]:
-    """(model, tokenizer, drafter or None, prompts) as the arguments say."""
-    model, tokenizer, drafter = load_models(args)
-    if args.prompts:
-        prompts = read_prompts(args.prompts, tokenizer)
-    else:
-        prompts = corpus_prompts(args.corpus, args.split, args.num_prompts, args.prompt_tokens, tokenizer)
-    return model, tokenizer, drafter, prompts
-
-
-def run(args: argparse.Namespace) -> tuple[list[Run], list[dict[str, Any]]]:
-    model, tokenizer, drafter, prompts = load(args)
-    decoders = build(args, args.decoder, tokenizer.eos_id, drafter)
-    runs = [
-        decode_all(n, d, model, prompts, args.max_new_tokens, args.batch_size) for n, d in decoders.items()
-    ]
-    return runs, [r.row(runs[0]) for r in runs]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Bad input ends with one line on stderr and exit status 2."""
+    started = time.time()
+    args = list(sys.argv[1:] if argv is None else argv)
+    p = parser(PROG, __doc__, short_decoders, load, decode, skip={"loaded"})
     try:
-        runs, rows = run(args)
-        if args.plot:
-            from dlm.decoding.plot import plot_acceptance
-
-            plot_acceptance([(r.name, r.stats) for r in runs], args.plot)
+        config = parse(p, args, short_decoders, load, decode)
+        init = p.instantiate(config)
+        if init.get("corpus") is not None and init["corpus"] not in EMBEDDED:
+            raise ValueError(f"--corpus must be one of {', '.join(sorted(EMBEDDED))}, got {init['corpus']!r}")
+        decoders = resolve_decoders(parameters(short_decoders, init), init["decoders"], DEFAULT, "ar")
+        loaded = load(**parameters(load, init))
+        out = decode(loaded, **{**parameters(decode, init), "decoders": decoders})
     except (ValueError, FileNotFoundError) as err:
-        print(f"dlm-decode: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(rows, indent=2) if args.json else table(rows))
+        return fail(PROG, err)
+    if init["output"] is not None:
+        rec = record(
+            out["metrics"],
+            command=[PROG, *args],
+            config=resolved(p, config),
+            started=started,
+            evaluation=out["evaluation"],
+            dtype=loaded.dtype,
+        )
+        write_results(Path(init["output"]) / "results.json", rec)
     return 0
 
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from dlm.core.checkpoint import TrainingRecord, training_of
-from dlm.core.protocols import DecodeStats, LayoutMismatch, LayoutWarning
+from dlm.core.protocols import LayoutMismatch, LayoutWarning
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
 from dlm.decoding.record import trained_k
 from dlm.decoding.stream import Stream, Timer, new_cache
@@ -30,7 +31,7 @@ from dlm.decoding.verify import block_predictions, propose, verify_step
 UNTRAINED_CROSS_BLOCK = "DrafterModule"
 
 
-class SpeculativeDecoder(CachedDecoder):
+class DrafterSpeculativeDecoder(CachedDecoder):
     """Args:
     drafter: a diffusion model with a mask token and the target's vocabulary; its clean stream
         is causal (its committed text is cached as a causal forward computes it). May be bound
@@ -75,8 +76,8 @@ class SpeculativeDecoder(CachedDecoder):
         """(the drafter's mask id, k), after checking the drafter and the target `model` fit
         together and the drafter was trained for the block it drafts."""
         if self.drafter is None:
-            raise ValueError("SpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter")
-        mask_id = mask_token(self.drafter, "SpeculativeDecoder's drafter")
+            raise ValueError("DrafterSpeculativeDecoder has no drafter: pass drafter= or set decoder.drafter")
+        mask_id = mask_token(self.drafter, "DrafterSpeculativeDecoder's drafter")
         tv, dv = model.config.vocab_size, self.drafter.config.vocab_size
         if tv != dv:
             raise ValueError(
@@ -86,7 +87,11 @@ class SpeculativeDecoder(CachedDecoder):
             raise ValueError(
                 "cross_block=True needs a token-shift drafter (drafter.config.token_shift is False)"
             )
-        k = self.k if self.k is not None else trained_k("SpeculativeDecoder", self.drafter, "the drafter")
+        k = (
+            self.k
+            if self.k is not None
+            else trained_k("DrafterSpeculativeDecoder", self.drafter, "the drafter")
+        )
         self.check_layout(k, training_of(self.drafter))
         return mask_id, k
 
@@ -98,12 +103,12 @@ class SpeculativeDecoder(CachedDecoder):
         B, K = trained.block_size, trained.k
         if B is not None and k > B - 1:
             raise LayoutMismatch(
-                "SpeculativeDecoder",
+                "DrafterSpeculativeDecoder",
                 f"drafts k={k} tokens, more than the drafter's block size {B} holds after the anchor ({B - 1})",
             )
         if self.cross_block and trained.module == UNTRAINED_CROSS_BLOCK:
             raise LayoutMismatch(
-                "SpeculativeDecoder",
+                "DrafterSpeculativeDecoder",
                 f"sets cross_block=True, but {UNTRAINED_CROSS_BLOCK} never trains the drafter's logit "
                 "after its draft block; use cross_block=False",
             )
@@ -139,7 +144,9 @@ class SpeculativeDecoder(CachedDecoder):
                     if behind[r]:
                         layout.add(r, behind[r], dbefore[r], causal=True)
                     block = [rows.pending[r]] + [mask_id] * k
-                    offsets[r] = layout.add(r, block, dbefore[r] + len(behind[r]), False, sees=len(behind[r]))
+                    offsets[r] = layout.add(
+                        r, block, dbefore[r] + len(behind[r]), False, sees=len(behind[r]), draft=True
+                    )
                 commit = any(behind[r] for r in active)
                 logits = drafter.forward(layout, len(active), commit=commit).cpu()
                 caught_up = list(dbefore)

@@ -2,8 +2,11 @@
 interleaved, their stats, a table, a JSON report and the acceptance plot.
 
 `Evaluation` implements dlm.core.protocols.Evaluation, so a training module reaches it through its
-YAML (`evaluation:` with `class_path: dlm.decoding.Evaluation`) without importing dlm.decoding;
-dlm-decode and dlm-eval run their decoders through the same loop (`decode_interleaved`).
+YAML (`evaluation:` with `class_path: dlm.decoding.Evaluation`) without importing dlm.decoding.
+dlm-decode and dlm-eval humaneval build one from their options and run it too, so every entry
+point decodes in the same interleaved loop (`decode_interleaved`) and reports the same metrics
+(dlm.decoding.metrics), table and JSON report; dlm-eval lm-eval, whose requests lm-eval owns,
+shares the metrics and the report.
 """
 
 from __future__ import annotations
@@ -18,15 +21,15 @@ import torch
 from torch import nn
 
 from dlm.core.checkpoint import training_of
-from dlm.core.protocols import Decoder, DecodeStats, LayoutMismatch, LayoutWarning
-from dlm.decoding.metrics import (
-    Runs,
-    decode_metrics,
-    decode_table,
-    distinct_ngrams,
-    reference_nll,
-    verify_metrics,
-)
+from dlm.core.checks import positive
+from dlm.core.protocols import Decoder, LayoutMismatch, LayoutWarning, Stop
+from dlm.core.results import finite
+from dlm.core.stats import DecodeStats, EvaluationResult
+from dlm.decoding.metrics import Runs, decode_metrics, decode_report, decode_table
+
+Score = Callable[[Mapping[str, list[list[int]]]], Mapping[str, float]]
+"""The outputs by decoder -> more "<decoder>/<metric>" numbers (e.g. dlm.decoding.tasks'
+HumanEval pass@1, its interval and McNemar against the baseline)."""
 
 Plot = Callable[[Sequence[tuple[str, DecodeStats]], str], Any]
 """(decoder name and stats pairs, PNG path) -> anything, e.g. dlm.decoding.plot.plot_acceptance."""
@@ -35,7 +38,7 @@ Plot = Callable[[Sequence[tuple[str, DecodeStats]], str], Any]
 class Evaluation:
     """Args:
     decoders: dlm.core.protocols.Decoder objects by name (e.g. ARDecoder, SelfSpeculativeDecoder,
-        SpeculativeDecoder); block sizes and k left unset come from the evaluated model.
+        DrafterSpeculativeDecoder); block sizes and k left unset come from the evaluated model.
     prompts: Held-out prompts per process (a training module takes the starts of its first test
         samples).
     prompt_tokens: Tokens per prompt.
@@ -62,13 +65,11 @@ class Evaluation:
         self.decoders = dict(decoders)
         if not self.decoders:
             raise ValueError("an Evaluation needs at least one decoder")
-        for name, value in (("prompts", prompts), ("prompt_tokens", prompt_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive("prompts", prompts)
+        positive("prompt_tokens", prompt_tokens)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or batch_size <= 0):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        positive("batch_size", batch_size, optional=True)
         if baseline is not None and baseline not in self.decoders:
             raise ValueError(
                 f"baseline decoder {baseline!r} is not among the decoders {sorted(self.decoders)}; "
@@ -119,7 +120,13 @@ class Evaluation:
         reference: nn.Module | None = None,
         directory: str | Path | None = None,
         progress: bool = False,
-    ) -> dict[str, float]:
+        stop: Stop | None = None,
+        seeds: Sequence[int] | None = None,
+        score: Score | None = None,
+    ) -> EvaluationResult:
+        """Decode `prompts` with every decoder, batch by batch and the decoders interleaved; see
+        dlm.core.protocols.Evaluation.run. With `directory`, write the table (also printed), the
+        JSON report and the plot there."""
         # Checked when the module was built; binding again covers a drafter that was replaced since.
         self.bind(drafter)
         networks = [m for m in (model, drafter) if m is not None]
@@ -127,7 +134,8 @@ class Evaluation:
         for m in networks:
             m.eval()
         size = self.batch_size or len(prompts)
-        bar = progress_bar(len(self.decoders) * -(-len(prompts) // size), progress)
+        passes = len(seeds) if seeds is not None else 1
+        bar = progress_bar(passes * len(self.decoders) * -(-len(prompts) // size), progress)
 
         def advance(name: str) -> None:
             bar.set_postfix_str(name)
@@ -135,49 +143,64 @@ class Evaluation:
 
         try:
             runs = decode_interleaved(
-                self.decoders, model, prompts, self.max_new_tokens, self.batch_size, advance
+                self.decoders, model, prompts, self.max_new_tokens, self.batch_size, advance, stop, seeds
             )
         finally:
             bar.close()
             for m, mode in zip(networks, was_training, strict=True):
                 m.train(mode)
-        metrics = decode_metrics(runs, prompts, reference, self.baseline)
-        for name, (outputs, stats) in runs.items():
-            metrics[f"{name}/distinct4"] = distinct_ngrams(outputs, 4)
-            metrics.update({f"{name}/{k}": v for k, v in verify_metrics(stats).items()})
+        repeated = prompts * passes
+        metrics = decode_metrics(runs, repeated, reference, self.baseline)
+        outputs = {name: out for name, (out, _) in runs.items()}
+        if score is not None:
+            metrics.update(score(outputs))
+        settings = {
+            "prompts": len(prompts),
+            "prompt_tokens": self.prompt_tokens,
+            "max_new_tokens": self.max_new_tokens,
+            "batch_size": size,
+            "seeds": None if seeds is None else list(seeds),
+        }
+        title = self.title(prompts, drafter or model, seeds)
+        report = decode_report(runs, metrics, self.decoders, title, settings, self.baseline)
+        result = EvaluationResult(metrics, outputs, {n: st for n, (_, st) in runs.items()}, report)
         if directory is not None:
-            self.write(Path(directory), runs, metrics, self.title(len(prompts), drafter or model))
-        return metrics
+            markdown = self.write(Path(directory), result)
+            print(f"\n{title}\n{self.table(result)}\ntable: {markdown}")
+            if self.plot and any(stats.accepted for stats in result.stats.values()):
+                print(f"acceptance-by-position plot: {Path(directory) / 'acceptance.png'}")
+        return result
 
-    def title(self, count: int, trained: nn.Module) -> str:
+    def title(self, prompts: list[list[int]], trained: nn.Module, seeds: Sequence[int] | None = None) -> str:
         record = training_of(trained)
         block = f"; block size {record.block_size}" if record is not None and record.block_size else ""
+        lengths = sorted({len(p) for p in prompts})
+        tokens = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
+        passes = f", {len(seeds)} seeds" if seeds is not None else ""
         return (
-            f"{count} held-out prompts of {self.prompt_tokens} tokens, {self.max_new_tokens} new tokens "
-            f"each, decoded {self.batch_size or count} at a time{block}"
+            f"{len(prompts)} prompts of {tokens} tokens{passes}, {self.max_new_tokens} new tokens "
+            f"each, decoded {self.batch_size or len(prompts)} at a time{block}"
         )
 
-    def write(self, directory: Path, runs: Runs, metrics: dict[str, float], title: str) -> None:
-        """<report>.md (the title and the table, also printed), <report>.json (the numbers by
-        decoder) and, with a plot and verify steps, acceptance.png."""
+    def table(self, result: EvaluationResult) -> str:
+        """The markdown table of a run's metrics (dlm.decoding.metrics.decode_table)."""
+        return decode_table(list(result.outputs), result.metrics, self.baseline)
+
+    def write(self, directory: Path, result: EvaluationResult) -> Path:
+        """<report>.md (the title and the table), <report>.json (the report) and, with a plot and
+        verify steps, acceptance.png; returns the table's path."""
         directory.mkdir(parents=True, exist_ok=True)
-        table = decode_table(list(runs), metrics, self.baseline)
+        title, table = result.report["title"], self.table(result)
         markdown = directory / f"{self.report}.md"
         markdown.write_text(f"{title}\n\n{table}\n")
-        by_decoder = {
-            name: {
-                key.split("/", 1)[1]: value for key, value in metrics.items() if key.split("/", 1)[0] == name
-            }
-            for name in runs
-        }
-        (directory / f"{self.report}.json").write_text(json.dumps(by_decoder, indent=2, sort_keys=True))
-        print(f"\n{title}\n{table}\ntable: {markdown}")
-        speculative = [(name, stats) for name, (_, stats) in runs.items() if stats.accepted]
+        text = json.dumps(finite(result.report), indent=2)
+        (directory / f"{self.report}.json").write_text(text + "\n")
+        speculative = [(name, stats) for name, stats in result.stats.items() if stats.accepted]
         if self.plot and speculative:
             path = directory / "acceptance.png"
             plot = self.plot if callable(self.plot) else default_plot
             plot(speculative, str(path))
-            print(f"acceptance-by-position plot: {path}")
+        return markdown
 
 
 def progress_bar(total: int, enabled: bool) -> Any:
@@ -216,42 +239,34 @@ def decode_interleaved(
     max_new_tokens: int,
     batch_size: int | None = None,
     progress: Callable[[str], None] | None = None,
+    stop: Stop | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> Runs:
     """Every decoder's (outputs, merged stats) over the prompts in batches of batch_size (None: one
     batch), interleaved: each batch is decoded by every decoder before the next batch, so a load
     change on a shared machine weighs on all of them alike and their tok/s stay comparable.
+    `stop` ends rows early (set as each decoder's `stop` meanwhile); with `seeds`, the prompts
+    are decoded once per seed (each decoder's `seed` set to it), the outputs seed after seed.
     `progress` is called with the decoder's name after each generate call."""
+    positive("batch_size", batch_size, optional=True)
     size = batch_size or len(prompts)
     runs: Runs = {name: ([], DecodeStats()) for name in decoders}
-    for start in range(0, len(prompts), size):
+    kept = {name: (getattr(d, "stop", None), getattr(d, "seed", None)) for name, d in decoders.items()}
+    try:
+        for seed in [None] if seeds is None else list(seeds):
+            for decoder in decoders.values():
+                decoder.stop = stop
+                if seed is not None:
+                    decoder.seed = seed
+            for start in range(0, len(prompts), size):
+                for name, decoder in decoders.items():
+                    out, part = decoder.generate(model, prompts[start : start + size], max_new_tokens)
+                    runs[name] = (runs[name][0] + out, runs[name][1].merged(part))
+                    if progress is not None:
+                        progress(name)
+    finally:
         for name, decoder in decoders.items():
-            out, part = decoder.generate(model, prompts[start : start + size], max_new_tokens)
-            runs[name] = (runs[name][0] + out, runs[name][1].merged(part))
-            if progress is not None:
-                progress(name)
+            decoder.stop, seed = kept[name]
+            if seed is not None:
+                decoder.seed = seed
     return runs
-
-
-def generate_in_batches(
-    decoder: Decoder,
-    model: nn.Module,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    batch_size: int | None = None,
-) -> tuple[list[list[int]], DecodeStats]:
-    """decoder.generate over consecutive batches of batch_size prompts (None: one batch), with the
-    stats of every batch merged."""
-    return decode_interleaved({"": decoder}, model, prompts, max_new_tokens, batch_size)[""]
-
-
-__all__ = [
-    "Evaluation",
-    "Runs",
-    "decode_interleaved",
-    "decode_metrics",
-    "decode_table",
-    "distinct_ngrams",
-    "generate_in_batches",
-    "reference_nll",
-    "verify_metrics",
-]

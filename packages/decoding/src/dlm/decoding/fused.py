@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
 from dlm.decoding.record import k_for
 from dlm.decoding.stream import Timer
@@ -88,12 +88,14 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
                 for r in active:
                     t, c = rows.pending[r], before[r]
                     if drafts[r] is None:
-                        layout.add(r, [t] + [mask_id] * k, c, causal=False)
+                        layout.add(r, [t] + [mask_id] * k, c, causal=False, draft=True)
                         continue
                     x = [t] + drafts[r].tokens
                     layout.add(r, x, c, causal=True)
                     js = range(len(x)) if self.quadratic else [len(x) - 1]
-                    offsets[r] = {j: layout.add(r, [x[j]] + [mask_id] * k, c + j, False, sees=j) for j in js}
+                    offsets[r] = {
+                        j: layout.add(r, [x[j]] + [mask_id] * k, c + j, False, sees=j, draft=True) for j in js
+                    }
                 logits = target.forward(layout, len(active), commit=bool(offsets)).cpu()
                 keep = list(before)
                 for r in active:

@@ -12,6 +12,9 @@ as a list of segments. A segment is a run of new tokens at explicit positions th
 A forward whose rows all hold one segment of the same width is exactly dlm.attention's `Verify`
 (causal) or `Draft` (bidirectional), and the layout uses those masks; anything else uses
 dlm.attention's `Segments`.
+A segment may be a *draft* (a draft block, a candidate block, a block being denoised): its tokens are
+marked in the forward's per-token `draft` gate, the only tokens a draft adapter acts on; verify and
+commit segments are not, so they are the base model's forward exactly.
 The segment that the cache keeps must come first in its row: its K/V land in the slots right after
 the row's prefix, and cropping the cache keeps exactly them.
 """
@@ -34,6 +37,7 @@ class _Query:
     lo: int
     hi: int
     causal: bool
+    draft: bool = False
 
 
 class Layout:
@@ -43,20 +47,23 @@ class Layout:
         self.prefix_lens = list(prefix_lens)
         self.rows: list[list[_Query]] = [[] for _ in prefix_lens]
 
-    def add(self, row: int, tokens: list[int], start: int, causal: bool, sees: int = 0) -> int:
+    def add(
+        self, row: int, tokens: list[int], start: int, causal: bool, sees: int = 0, draft: bool = False
+    ) -> int:
         """Append a segment of `tokens` at positions start, start+1, ... to `row`; return its offset
-        among the row's new tokens (where its logits are)."""
+        among the row's new tokens (where its logits are). `draft` marks a draft segment."""
         queries = self.rows[row]
         offset, end = len(queries), len(queries) + len(tokens)
-        queries.extend(_Query(t, start + i, sees, offset, end, causal) for i, t in enumerate(tokens))
+        queries.extend(_Query(t, start + i, sees, offset, end, causal, draft) for i, t in enumerate(tokens))
         return offset
 
     @property
     def width(self) -> int:
         return max(len(q) for q in self.rows)
 
-    def build(self, device: torch.device, filler: int = 0) -> tuple[Tensor, Tensor, Mask]:
-        """tokens (rows, width), positions (rows, width) and the mask.
+    def build(self, device: torch.device, filler: int = 0) -> tuple[Tensor, Tensor, Mask, Tensor | None]:
+        """tokens (rows, width), positions (rows, width), the mask and the draft gate (rows, width;
+        None when no segment is a draft).
 
         Rows with nothing to do (finished rows) copy the shape of a busy row, filled with `filler`, so
         a uniform forward keeps its Draft/Verify mask; shorter rows are padded with queries that see
@@ -71,13 +78,16 @@ class Layout:
         for prefix, queries in zip(self.prefix_lens, self.rows, strict=True):
             if not queries:
                 queries = [
-                    _Query(filler, prefix + i, t.sees, t.lo, t.hi, t.causal) for i, t in enumerate(template)
+                    _Query(filler, prefix + i, t.sees, t.lo, t.hi, t.causal, t.draft)
+                    for i, t in enumerate(template)
                 ]
             pad = [_Query(filler, prefix + i, 0, i, i + 1, False) for i in range(len(queries), width)]
             rows.append(queries + pad)
         tokens = torch.tensor([[q.token for q in r] for r in rows], device=device)
         positions = torch.tensor([[q.position for q in r] for r in rows], device=device)
-        return tokens, positions, _mask(tuple(self.prefix_lens), rows, width)
+        drafts = [[q.draft for q in r] for r in rows]
+        gate = torch.tensor(drafts, device=device) if any(map(any, drafts)) else None
+        return tokens, positions, _mask(tuple(self.prefix_lens), rows, width), gate
 
 
 def _mask(prefix_lens: tuple[int, ...], rows: list[list[_Query]], width: int) -> Mask:

@@ -1,17 +1,19 @@
-"""What a decoding evaluation reports per decoder: speed (TPF, tok/s, the ratio to a baseline),
-agreement with the baseline, the NLL of the output under a reference AR model, distinct 4-grams,
-acceptance by draft position, and the markdown table of them."""
+"""What a decoding evaluation reports per decoder, the one schema of every entry point: speed
+(TPF, tok/s, the ratio to a baseline), agreement with the baseline, the NLL of the output under a
+reference AR model, distinct 4-grams, acceptance by draft position (and what a task's scorer adds,
+e.g. HumanEval's pass@1); the JSON report and the one markdown table of them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dlm.attention import Causal
-from dlm.core.protocols import DecodeStats, agreement
+from dlm.core.stats import DecodeStats, agreement
 
 Runs = dict[str, tuple[list[list[int]], DecodeStats]]
 """Each decoder's outputs and merged stats, by name."""
@@ -59,12 +61,16 @@ def verify_metrics(stats: DecodeStats) -> dict[str, float]:
 
 
 def decode_metrics(
-    runs: Runs, prompts: list[list[int]], reference: nn.Module | None, baseline: str | None = None
+    runs: Runs,
+    prompts: Sequence[Sequence[int]] | None,
+    reference: nn.Module | None,
+    baseline: str | None = None,
 ) -> dict[str, float]:
-    """Per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s", "<name>/tau" (decoders
-    with verify steps), "<name>/ar_nll" (with a reference model) and, when `baseline` names one of
-    the runs, "<name>/speedup" (tok/s ratio to it) and "<name>/agreement" (same token at the same
-    position as its output)."""
+    """The one metric schema, per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s",
+    "<name>/distinct4", "<name>/tau" and accept@k / reach@k (decoders with verify steps),
+    "<name>/drafter_forwards_per_token" (an external drafter), "<name>/ar_nll" (with a reference
+    model and the prompts) and, when `baseline` names one of the runs, "<name>/speedup" (tok/s
+    ratio to it) and "<name>/agreement" (same token at the same position as its output)."""
     out = {}
     base = runs.get(baseline) if baseline is not None else None
     for name, (generated, stats) in runs.items():
@@ -76,32 +82,94 @@ def decode_metrics(
             base_speed = base[1].tokens_per_second
             out[f"{name}/speedup"] = stats.tokens_per_second / base_speed if base_speed else 0.0
             out[f"{name}/agreement"] = agreement(generated, base[0])
-        if reference is not None:
+        if reference is not None and prompts is not None:
             out[f"{name}/ar_nll"] = reference_nll(reference, prompts, generated)
+        out[f"{name}/distinct4"] = distinct_ngrams(generated, 4)
+        out.update({f"{name}/{k}": v for k, v in verify_metrics(stats).items()})
     return out
 
 
-def decode_table(names: Sequence[str], metrics: dict[str, float], baseline: str | None = None) -> str:
-    """A markdown table of the metrics, one row per decoder; columns no decoder has are left out."""
-    columns = [
-        ("TPF", "tpf", "{:.2f}"),
-        ("tau", "tau", "{:.2f}"),
-        ("tok/s", "tokens_per_s", "{:.0f}"),
-        (f"tok/s vs {baseline}", "speedup", "{:.2f}x"),
-        (f"agreement with {baseline}", "agreement", "{:.3f}"),
-        ("AR NLL", "ar_nll", "{:.3f}"),
-        ("distinct 4-grams", "distinct4", "{:.2f}"),
-        ("drafter fwd/tok", "drafter_forwards_per_token", "{:.2f}"),
+def of(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics of decoder `name`, without the "<name>/" prefix."""
+    return {key.split("/", 1)[1]: v for key, v in metrics.items() if key.split("/", 1)[0] == name}
+
+
+def decode_report(
+    runs: Runs,
+    metrics: Mapping[str, Any],
+    decoders: Mapping[str, Any],
+    title: str,
+    settings: Mapping[str, Any],
+    baseline: str | None = None,
+) -> dict[str, Any]:
+    """The JSON report every entry point writes (a module's test, dlm-decode, dlm-eval): the title,
+    the settings, the baseline and, per decoder, its class, counts (rows, tokens, seconds, forwards
+    per model) and its metrics as decode_metrics (and a task's scorer) name them."""
+    return {
+        "title": title,
+        "settings": dict(settings),
+        "baseline": baseline,
+        "decoders": {
+            name: {
+                "class": type(decoders[name]).__name__,
+                "rows": stats.rows,
+                "tokens": stats.tokens,
+                "seconds": stats.seconds,
+                "forwards": dict(stats.forwards),
+                **of(name, metrics),
+            }
+            for name, (_, stats) in runs.items()
+        },
+    }
+
+
+Cell = Callable[[Mapping[str, Any]], str | None]
+
+
+def _format(key: str, fmt: str) -> Cell:
+    return lambda m: fmt.format(m[key]) if m.get(key) is not None else None
+
+
+def _pass(m: Mapping[str, Any]) -> str | None:
+    if m.get("pass@1") is None:
+        return None
+    solved = f" ({m['solved']:.0f}/{m['problems']:.0f})" if "solved" in m else ""
+    return f"{m['pass@1']:.3f}{solved}"
+
+
+def _interval(m: Mapping[str, Any]) -> str | None:
+    return f"{m['pass@1_low']:.3f}-{m['pass@1_high']:.3f}" if "pass@1_low" in m else None
+
+
+def _mcnemar(m: Mapping[str, Any]) -> str | None:
+    if "mcnemar_p" not in m:
+        return None
+    return f"+{m['mcnemar_only_this']:.0f}/-{m['mcnemar_only_baseline']:.0f}, p={m['mcnemar_p']:.2f}"
+
+
+def decode_table(names: Sequence[str], metrics: Mapping[str, Any], baseline: str | None = None) -> str:
+    """The one table writer: a markdown table of the metrics, one row per decoder; columns no
+    decoder has are left out."""
+    columns: list[tuple[str, Cell]] = [
+        ("pass@1", _pass),
+        ("95% CI", _interval),
+        (f"vs {baseline} (+/-, p)", _mcnemar),
+        ("TPF", _format("tpf", "{:.2f}")),
+        ("tau", _format("tau", "{:.2f}")),
+        ("tok/s", _format("tokens_per_s", "{:.0f}")),
+        (f"tok/s vs {baseline}", _format("speedup", "{:.2f}x")),
+        (f"agreement with {baseline}", _format("agreement", "{:.3f}")),
+        ("AR NLL", _format("ar_nll", "{:.3f}")),
+        ("distinct 4-grams", _format("distinct4", "{:.2f}")),
+        ("drafter fwd/tok", _format("drafter_forwards_per_token", "{:.2f}")),
     ]
-    columns = [c for c in columns if any(f"{n}/{c[1]}" in metrics for n in names)]
+    cells = {name: [cell(of(name, metrics)) for _, cell in columns] for name in names}
+    keep = [i for i in range(len(columns)) if any(cells[n][i] is not None for n in names)]
     lines = [
-        "| decoder | " + " | ".join(c[0] for c in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        "| decoder | " + " | ".join(columns[i][0] for i in keep) + " |",
+        "|---|" + "---:|" * len(keep),
     ]
     for name in names:
-        cells = [
-            fmt.format(metrics[f"{name}/{key}"]) if f"{name}/{key}" in metrics else "-"
-            for _, key, fmt in columns
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        row = [cells[name][i] if cells[name][i] is not None else "-" for i in keep]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)

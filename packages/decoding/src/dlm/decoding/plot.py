@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 
 
 def plot_acceptance(results: Sequence[tuple[str, DecodeStats]], path: str | Path) -> Path:

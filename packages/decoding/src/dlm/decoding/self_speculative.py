@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import CachedDecoder, Decoding, mask_token, positive
 from dlm.decoding.record import k_for
 from dlm.decoding.stream import Timer
@@ -70,7 +70,7 @@ class SelfSpeculativeDecoder(CachedDecoder):
                 active, before = rows.active, target.cache.lengths
                 layout = target.layout()
                 for r in active:
-                    layout.add(r, [rows.pending[r]] + [mask_id] * k, before[r], causal=False)
+                    layout.add(r, [rows.pending[r]] + [mask_id] * k, before[r], causal=False, draft=True)
                 logits = target.forward(layout, len(active), commit=False)
                 predictions = block_predictions(logits[active].cpu(), shift)[:, :m]
                 drafts = propose(self.sampler, predictions, mask_id, generator)

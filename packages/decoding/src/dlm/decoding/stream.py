@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from dlm.attention import Causal
 from dlm.core.cache import KVCache
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.layout import Layout
 
 if TYPE_CHECKING:  # base.py imports this module; Progress is only an annotation here
@@ -68,8 +68,8 @@ class Stream:
     def forward(self, layout: Layout, active: int, commit: bool) -> Tensor:
         """Logits (rows, width, vocab). With commit the cache advances every row by the width; the
         caller then crops each row to what it keeps (`settle`)."""
-        tokens, positions, mask = layout.build(self.device, self.filler)
-        logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit)
+        tokens, positions, mask, draft = layout.build(self.device, self.filler)
+        logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit, draft=draft)
         self.stats.count(self.name, active)
         return logits
 

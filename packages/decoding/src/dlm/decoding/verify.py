@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dlm.core.protocols import DecodeStats
+from dlm.core.stats import DecodeStats
 from dlm.decoding.base import Progress
 from dlm.decoding.sampling import Sampler, accept_greedy, accept_sampled, draw
 from dlm.decoding.stream import Stream

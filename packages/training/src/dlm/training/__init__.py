@@ -11,8 +11,15 @@ from dlm.training.metrics import MaskedTokenMetrics, weight_drift
 from dlm.training.modules import ARLanguageModel, LanguageModule
 from dlm.training.optim import Optimization
 from dlm.training.parallel import ShardedStrategy, parallelize
-from dlm.training.patterns import AttentionPattern, BidirectionalPattern, BlockCausalPattern, TriModePattern
+from dlm.training.patterns import (
+    AttentionPattern,
+    BidirectionalPattern,
+    BlockCleanPattern,
+    CausalCleanPattern,
+)
+from dlm.training.prompts import PromptSource, StdlibCodeTasks
 from dlm.training.random_state import RandomState
+from dlm.training.results import ResultsWriter
 from dlm.training.sampler import ResumableLoader, ResumableSampler
 from dlm.training.trimode import TriModeModule
 from dlm.training.version import __version__
@@ -23,7 +30,7 @@ __all__ = [
     "Architecture",
     "AttentionPattern",
     "BidirectionalPattern",
-    "BlockCausalPattern",
+    "BlockCleanPattern",
     "ConversionModule",
     "DistilledDataModule",
     "DrafterModule",
@@ -33,12 +40,15 @@ __all__ = [
     "NonFiniteGuard",
     "Optimization",
     "PackedTextDataModule",
+    "PromptSource",
     "RandomState",
     "ResumableLoader",
+    "ResultsWriter",
     "ResumableSampler",
     "ShardedStrategy",
+    "StdlibCodeTasks",
     "TriModeModule",
-    "TriModePattern",
+    "CausalCleanPattern",
     "__version__",
     "parallelize",
     "weight_drift",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 
 from dlm.core import Transformer, save_checkpoint
+from dlm.core.adapter import add_adapter, save_adapter
 from dlm.core.checkpoint import TrainingRecord, load_weights
 from dlm.training.parallel import full_state_dict, is_sharded
 
@@ -29,7 +31,9 @@ class ExportCheckpoint(pl.Callback):
     """At the end of fit, write the trained model and tokenizer as a dlm checkpoint directory
     (dlm.json, with the training record, + model.safetensors) at `directory`, atomically. The state
     dict comes whole from the strategy (FSDP1) or is gathered from the FSDP2 shards, so sharded
-    models are exported whole; rank 0 writes."""
+    models are exported whole; rank 0 writes. A model with a draft adapter is exported whole (base +
+    adapter, loadable by load_model) and its adapter alone in `directory`/adapter (a few MB, naming
+    the base by fingerprint)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
@@ -44,5 +48,10 @@ class ExportCheckpoint(pl.Callback):
             return
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         model = Transformer(pl_module.model.config)
+        adapter = getattr(pl_module.model, "adapter", None)
+        if adapter is not None:
+            add_adapter(model, adapter)
         load_weights(model, weights, f"{type(pl_module).__name__}.model")
         save_checkpoint(model, pl_module.tokenizer, self.directory, training_record(pl_module))
+        if adapter is not None:
+            save_adapter(model, self.directory / "adapter", command=sys.argv)

@@ -10,17 +10,23 @@ block size before anything runs.
 
 Every run also gets, unless its YAML configures its own: atomic checkpoint files
 (dlm.training.checkpointing), a NonFiniteGuard that stops on a NaN/inf loss, and RandomState, which
-makes `--ckpt_path last` resume exactly. Before it starts, a run checks that its output
+makes `--ckpt_path last` resume exactly; and a ResultsWriter (dlm.training.results, options under
+`--results.*`) writes the run's results.json: metrics, evaluation report, resolved config, commit,
+machine, command. Before it starts, a run checks that its output
 directories are writable and that a multi-node run was started by a launcher (dlm.training.preflight).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
+import time
 from typing import Any
 
+import torch.distributed as dist
+import yaml
 from jsonargparse import ArgumentError
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -29,10 +35,10 @@ from lightning.pytorch.cli import LightningCLI
 
 from dlm.training.checkpointing import AtomicCheckpointIO, check_checkpoint_file
 from dlm.training.guard import NonFiniteGuard
-from dlm.training.legacy import migrate_args
 from dlm.training.modules import LanguageModule
 from dlm.training.preflight import check_launcher, check_writable
 from dlm.training.random_state import RandomState
+from dlm.training.results import ResultsWriter
 
 # Errors raised for bad input or a failed run, by our code or by Lightning for a trainer setting
 # (MisconfigurationException) or an accelerator whose library is missing: one line, no traceback.
@@ -48,7 +54,17 @@ def model_vocab_size(model: LanguageModule) -> int:
 
 
 class DLMCLI(LightningCLI):
+    def __init__(self, *cli_args: Any, args: Any = None, **kwargs: Any) -> None:
+        # The command a results file records (the script and its arguments, or the arguments given)
+        # and the start of its wall time: before parsing, the model and the data.
+        self.started = time.time()
+        self.command = (
+            [os.path.basename(sys.argv[0]), *sys.argv[1:]] if args is None else ["dlm", *map(str, args)]
+        )
+        super().__init__(*cli_args, args=args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ResultsWriter, "results")
         parser.link_arguments("data.init_args.seq_len", "model.init_args.seq_len")
         parser.link_arguments("model", "data.init_args.tokenizer", model_tokenizer, apply_on="instantiate")
         parser.link_arguments("model", "data.init_args.vocab_size", model_vocab_size, apply_on="instantiate")
@@ -72,9 +88,24 @@ class DLMCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         with_defaults(trainer)
+        self.bind_results(trainer)
         check_launcher(trainer)
         check_writable(trainer, fitting=self.subcommand == "fit")
         return trainer
+
+    def bind_results(self, trainer: Trainer) -> None:
+        """Give the ResultsWriter the command line and the fully resolved config."""
+        writers = [c for c in trainer.callbacks if isinstance(c, ResultsWriter)]
+        if not writers or self.subcommand is None:
+            return
+        config = self.config[self.subcommand]
+        parser = self._parser(self.subcommand)
+        # None values kept: jsonargparse >= 4.49 calls the option skip_unset, before it skip_none.
+        keep = "skip_unset" if "skip_unset" in inspect.signature(parser.dump).parameters else "skip_none"
+        resolved = yaml.safe_load(parser.dump(config, **{keep: False}))
+        files = [str(path) for path in config.get("config") or []]
+        for writer in writers:
+            writer.bind(self.command, resolved, files, started=self.started)
 
 
 def with_defaults(trainer: Trainer) -> None:
@@ -134,10 +165,6 @@ def main(args: list[str] | None = None) -> None:
     by a non-finite loss; set DLM_TRACEBACK=1 to see the traceback instead."""
     # Offline unless the user chose a mode: runs work without network and sync later (wandb sync).
     os.environ.setdefault("WANDB_MODE", "offline")
-    if args is None:
-        # Configs and flags written before `evaluation:` keep running for one release. LightningCLI
-        # reads sys.argv itself (given args= as well, it warns), so the rewrite goes there.
-        sys.argv[1:] = migrate_args(sys.argv[1:])
     try:
         DLMCLI(
             LanguageModule,
@@ -146,7 +173,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
-            args=args if args is None else migrate_args(list(args)),
+            args=args,
         )
     except ArgumentError as err:
         if os.environ.get("DLM_TRACEBACK"):
@@ -158,6 +185,12 @@ def main(args: list[str] | None = None) -> None:
             raise
         cause = root_cause(err)
         sys.exit(f"dlm: error: {type(cause).__name__}: {cause}")
+    # Lightning destroys only an NCCL process group at exit. A gloo one (CPU runs) is freed while the
+    # interpreter finalizes, when a gloo thread that takes the GIL (to free a tensor) is ended by
+    # pthread_exit, whose unwind aborts the rank after a successful run ("terminate called without an
+    # active exception"). Destroyed here, it stops its threads while Python is whole.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -12,16 +12,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dlm.attention import Bidirectional, BlockDiffusion, Causal, Mask, TriMode
+from dlm.attention import Bidirectional, BlockDiffusion, Causal, Mask, TriMode, TriModeNoisy
 from dlm.attention.masks import SameDocument
 from dlm.core import Transformer
+from dlm.core.cache import PrefixCache
+from dlm.core.checkpoint import CleanStream
 
 
 class AttentionPattern:
     cross_block_targets: bool = True
     """Whether the next block's anchor is a fair target at a noisy block's last position (it must
     not be visible to the noisy sequence)."""
-    clean: str | None = None
+    clean: CleanStream | None = None
     """How the clean half attends, as the model's TrainingRecord states it for block decoders:
     "block" (block-causal), "causal" (token-causal) or None (no clean half)."""
 
@@ -52,16 +54,28 @@ class NoisyCleanPattern(AttentionPattern):
         raise NotImplementedError
 
     def hidden(
-        self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
+        self,
+        model: Transformer,
+        noisy: Tensor,
+        clean: Tensor,
+        block_size: int,
+        doc_ids: Tensor | None = None,
+        draft: bool = False,
     ) -> Tensor:
-        """Final hidden states (batch, 2L, dim) of both halves: the noisy one, then the clean one."""
+        """Final hidden states (batch, 2L, dim) of both halves: the noisy one, then the clean one.
+        `draft` marks the noisy half as draft tokens (a draft adapter acts there only)."""
         batch, length = noisy.shape
         tokens = torch.cat([noisy, clean], dim=1)
         pos = positions(batch, length, noisy.device).repeat(1, 2)
         mask = self.mask(block_size, length)
         if doc_ids is not None:
             mask = mask & SameDocument.for_noisy_clean(doc_ids)
-        return model.hidden(tokens, pos, mask)
+        gate = None
+        if draft:
+            gate = torch.cat(
+                [torch.ones_like(noisy, dtype=torch.bool), torch.zeros_like(clean, dtype=torch.bool)], 1
+            )
+        return model.hidden(tokens, pos, mask, draft=gate)
 
     def noisy_hidden(
         self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
@@ -69,7 +83,7 @@ class NoisyCleanPattern(AttentionPattern):
         return self.hidden(model, noisy, clean, block_size, doc_ids)[:, : noisy.shape[1]]
 
 
-class BlockCausalPattern(NoisyCleanPattern):
+class BlockCleanPattern(NoisyCleanPattern):
     """BD3-LM / Efficient-DLM block-wise attention over [x_t ; x_0]: each noisy block attends to
     itself (bidirectionally) and to the clean blocks before it; the clean half is block-causal.
     Both halves sit at positions 0..L-1. This is the context a cached block decoder gives a draft
@@ -81,17 +95,35 @@ class BlockCausalPattern(NoisyCleanPattern):
         return BlockDiffusion(block_size, length)
 
 
-class TriModePattern(NoisyCleanPattern):
+class CausalCleanPattern(NoisyCleanPattern):
     """Tri-mode (Nemotron) attention over [x_t ; x_0]: each noisy block attends to itself
     (bidirectionally) and to the clean text before its block, token-causally; the clean half is
     token-causal and never sees the noisy half, so it is exactly the AR forward. One forward gives
     diffusion states on the noisy half and AR states on the clean half (TriModeModule), and is the
-    context SpeculativeDecoder gives a drafter's block (the drafter's training layout)."""
+    context DrafterSpeculativeDecoder gives a drafter's block (the drafter's training layout)."""
 
     clean = "causal"
 
     def mask(self, block_size: int, length: int) -> Mask:
         return TriMode(block_size, length)
+
+    def hidden_over_frozen_clean(
+        self, model: Transformer, noisy: Tensor, clean: Tensor, block_size: int, doc_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(noisy states, the adapter on; clean states, without gradients), equal to hidden(...,
+        draft=True) when only a draft adapter trains: the clean half is the base's AR forward, so it
+        runs first under no_grad into a KV cache and the noisy half attends to it (TriModeNoisy).
+        No gradient flows through the clean half: about half a tri-mode step's work."""
+        batch, length = noisy.shape
+        pos = positions(batch, length, noisy.device)
+        cache = PrefixCache()
+        with torch.no_grad():
+            clean_hidden = model.hidden(clean, pos, causal(doc_ids), cache)
+        mask: Mask = TriModeNoisy(block_size, length)
+        if doc_ids is not None:
+            mask = mask & SameDocument.for_noisy_clean(doc_ids)
+        gate = torch.ones_like(noisy, dtype=torch.bool)
+        return model.hidden(noisy, pos, mask, cache, commit=False, draft=gate), clean_hidden
 
 
 class BidirectionalPattern(AttentionPattern):

@@ -8,7 +8,7 @@ from dlm.attention.masks.dense import Dense
 from dlm.attention.masks.document import SameDocument
 from dlm.attention.masks.segments import Segments
 from dlm.attention.masks.speculative import Draft, Verify
-from dlm.attention.masks.trimode import TriMode
+from dlm.attention.masks.trimode import TriMode, TriModeNoisy
 
 __all__ = [
     "And",
@@ -23,5 +23,6 @@ __all__ = [
     "SameDocument",
     "Segments",
     "TriMode",
+    "TriModeNoisy",
     "Verify",
 ]

@@ -41,13 +41,3 @@ class BlockDiffusion(Mask):
         noisy_to_clean = nq & ~nk & (bk < bq)
         clean = ~nq & ~nk & self.clean_allowed(jq, jk)
         return noisy_self | noisy_to_clean | clean
-
-
-def __getattr__(name: str):
-    # TriMode moved to trimode.py (which imports this module, so it cannot be imported at the top);
-    # the old import path keeps working for one release.
-    if name == "TriMode":
-        from dlm.attention.masks.trimode import TriMode
-
-        return TriMode
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

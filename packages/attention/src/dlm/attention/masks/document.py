@@ -45,9 +45,11 @@ class SameDocument(Mask):
         return self.doc_ids.shape[1]
 
     def check(self, q_len: int, kv_len: int) -> None:
-        if q_len != self.length or kv_len != self.length:
+        # Queries may be the first q_len tokens alone: TriModeNoisy's noisy half over [x_0 ; x_t],
+        # where both halves carry the same ids.
+        if not 0 < q_len <= self.length or kv_len != self.length:
             raise ValueError(
-                f"{self} covers self-attention over {self.length} tokens, got q_len={q_len}, kv_len={kv_len}"
+                f"{self} covers {self.length} keys and at most as many queries, got q_len={q_len}, kv_len={kv_len}"
             )
 
     def mask_mod(self, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
 """Loss strategies: masked diffusion, autoregressive, and their tri-mode hybrid."""
 
 from dlm.core.losses.autoregressive import AutoregressiveLoss
+from dlm.core.losses.draft_blocks import DraftBlockLoss
 from dlm.core.losses.drafter import (
     ChainLoss,
     DPaceCE,
@@ -20,6 +21,7 @@ __all__ = [
     "AutoregressiveLoss",
     "ChainLoss",
     "DPaceCE",
+    "DraftBlockLoss",
     "DrafterLoss",
     "DrafterLossMix",
     "FirstErrorFocal",

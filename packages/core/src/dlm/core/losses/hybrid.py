@@ -30,15 +30,19 @@ class HybridLoss:
         weights: Tensor,
         block_size: int,
         token_shift: bool = True,
+        loss_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """(masked-diffusion loss of the noisy half, AR loss of the clean half), unweighted."""
+        """(masked-diffusion loss of the noisy half, AR loss of the clean half), unweighted; with
+        `loss_mask` (batch, L) both score the marked tokens only."""
         length = clean.shape[1]
         if logits.shape[1] != 2 * length:
             raise ValueError(
                 f"HybridLoss needs logits over [x_t ; x_0] of length {2 * length}, got {logits.shape[1]}"
             )
-        diffusion = self.diffusion(logits[:, :length], clean, corrupted, weights, block_size, token_shift)
-        return diffusion, self.autoregressive(logits[:, length:], clean)
+        diffusion = self.diffusion(
+            logits[:, :length], clean, corrupted, weights, block_size, token_shift, loss_mask=loss_mask
+        )
+        return diffusion, self.autoregressive(logits[:, length:], clean, loss_mask)
 
     def __call__(
         self,
@@ -48,6 +52,7 @@ class HybridLoss:
         weights: Tensor,
         block_size: int,
         token_shift: bool = True,
+        loss_mask: Tensor | None = None,
     ) -> Tensor:
-        diffusion, ar = self.terms(logits, clean, corrupted, weights, block_size, token_shift)
+        diffusion, ar = self.terms(logits, clean, corrupted, weights, block_size, token_shift, loss_mask)
         return self.diffusion_weight * diffusion + self.ar_weight * ar

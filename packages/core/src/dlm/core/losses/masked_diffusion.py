@@ -34,7 +34,9 @@ class MaskedDiffusionLoss:
     decoder reads "the token after the block" there. A pattern in which the noisy sequence shows
     that anchor (full attention over x_t) passes cross_block=False, since the target would be
     visible. Dividing by all tokens, not by the targets, makes the weighted sum an estimate of the
-    per-token negative ELBO (MDLM, LLaDA).
+    per-token negative ELBO (MDLM, LLaDA). With `loss_mask` (batch, L; the answer tokens of
+    self-distilled data) only marked positions are targets (cross-block anchors too) and the sum is
+    divided by the number of marked tokens instead.
     """
 
     def __init__(self, weighted: bool = True, cross_block_weight: float = 1.0) -> None:
@@ -49,9 +51,12 @@ class MaskedDiffusionLoss:
         block_size: int,
         token_shift: bool = True,
         cross_block: bool = True,
+        loss_mask: Tensor | None = None,
     ) -> Targets:
         """The scored predictions for a corruption mask `corrupted` (batch, L) and its `weights`."""
         weights = weights if self.weighted else corrupted.float()
+        if loss_mask is not None:
+            corrupted = corrupted & loss_mask
         if not token_shift:
             rows, pos = corrupted.nonzero(as_tuple=True)
             return Targets(rows, pos, pos, weights[rows, pos], torch.zeros_like(pos, dtype=torch.bool))
@@ -60,6 +65,8 @@ class MaskedDiffusionLoss:
         anchors = torch.zeros_like(corrupted)
         if cross_block and self.cross_block_weight > 0:
             anchors[:, block_size:length:block_size] = True
+        if loss_mask is not None:
+            anchors &= loss_mask
         selected |= anchors
         selected[:, 0] = False
         rows, pos = selected.nonzero(as_tuple=True)
@@ -78,11 +85,13 @@ class MaskedDiffusionLoss:
         block_size: int,
         token_shift: bool = True,
         cross_block: bool = True,
+        loss_mask: Tensor | None = None,
     ) -> Tensor:
         """Scalar loss from the noisy sequence's logits (batch, L, V) and the clean tokens (batch, L)."""
-        t = self.targets(corrupted, weights, block_size, token_shift, cross_block)
+        t = self.targets(corrupted, weights, block_size, token_shift, cross_block, loss_mask)
         ce = target_cross_entropy(logits, clean, t)
-        return (t.weights * ce).sum() / clean.numel()
+        scored = clean.numel() if loss_mask is None else loss_mask.sum().clamp(min=1)
+        return (t.weights * ce).sum() / scored
 
 
 def target_cross_entropy(logits: Tensor, clean: Tensor, targets: Targets) -> Tensor:

@@ -8,6 +8,7 @@ from dlm.core.masking.base import Corrupted, Corruption, sample_generator, sampl
 from dlm.core.masking.fixed_ratio import FixedRatio
 from dlm.core.masking.position_dependent import PositionDependent
 from dlm.core.masking.uniform import Uniform
+from dlm.core.masking.whole_blocks import WholeBlocks
 
 __all__ = [
     "Corrupted",
@@ -15,6 +16,7 @@ __all__ = [
     "FixedRatio",
     "PositionDependent",
     "Uniform",
+    "WholeBlocks",
     "sample_generator",
     "sample_seed",
 ]

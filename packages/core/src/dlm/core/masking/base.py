@@ -73,8 +73,12 @@ class Corruption:
         block_size: int,
         mask_id: int,
         seed: int,
+        loss_mask: Tensor | None = None,
     ) -> Corrupted:
-        """Corrupt `tokens` (batch, L); `sample_index` (batch,) holds each row's global sample index."""
+        """Corrupt `tokens` (batch, L); `sample_index` (batch,) holds each row's global sample index.
+        With `loss_mask` (batch, L) only marked positions may be corrupted (the prompt of
+        self-distilled data stays clean); the draws are the same, so unmarked positions simply drop
+        out."""
         n_blocks = check_blocks(tokens, sample_index, block_size)
         masks, weights = [], []
         for index in sample_index.tolist():
@@ -85,6 +89,8 @@ class Corruption:
             weight = weight.float().reshape(n_blocks, -1).expand(n_blocks, block_size - 1)
             weights.append(torch.cat([torch.zeros(n_blocks, 1), weight], dim=1).reshape(-1))
         mask = torch.stack(masks).to(tokens.device)
+        if loss_mask is not None:
+            mask &= loss_mask
         weight = torch.stack(weights).to(tokens.device) * mask
         return Corrupted(tokens.masked_fill(mask, mask_id), mask, weight)
 

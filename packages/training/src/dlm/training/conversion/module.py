@@ -18,7 +18,7 @@ from dlm.training.initialization import ensure_mask_token, load_initial
 from dlm.training.metrics import MaskedTokenMetrics, masked_predictions, weight_drift
 from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
-from dlm.training.patterns import AttentionPattern, BlockCausalPattern, causal, positions
+from dlm.training.patterns import AttentionPattern, BlockCleanPattern, causal, positions
 
 
 class ConversionModule(LanguageModule):
@@ -38,7 +38,7 @@ class ConversionModule(LanguageModule):
         tokenizer: From scratch only; a checkpoint brings its own.
         add_mask_token: Append a mask token when the tokenizer has none (else that is an error).
         block_size: Diffusion block size B (a training block matches a draft block of B-1 masks).
-        pattern: BlockCausalPattern (default) or BidirectionalPattern.
+        pattern: BlockCleanPattern (default) or BidirectionalPattern.
         corruption: A dlm.core.masking strategy; default PositionDependent.
         loss: The masked-diffusion loss (weighting and cross-block switches).
         optimization: AdamW + warmup/cosine settings.
@@ -46,7 +46,7 @@ class ConversionModule(LanguageModule):
         same_document: Mask attention between the different documents packed into a sample.
         seed: Seed of every corruption draw, with the sample index and epoch.
         eval_mask_ratios: Mask ratios of the held-out CE at test time.
-        eval_pattern: The pattern of that CE; None means `pattern`. BlockCausalPattern scores every
+        eval_pattern: The pattern of that CE; None means `pattern`. BlockCleanPattern scores every
             model in the context left-to-right block decoding gives it (clean prefix, noisy block).
         ratio_buckets: Mask-ratio buckets of the validation metrics.
         evaluation: Test-time decoding (dlm.decoding.Evaluation; decoders such as
@@ -75,7 +75,7 @@ class ConversionModule(LanguageModule):
         self.block_size = check_block_size(block_size)
         super().__init__(architecture, init_from, tokenizer, optimization, seq_len, same_document, evaluation)
         ensure_mask_token(self.model, self.tokenizer, add_mask_token)
-        self.pattern = pattern or BlockCausalPattern()
+        self.pattern = pattern or BlockCleanPattern()
         self.corruption = corruption or PositionDependent()
         self.loss = loss or MaskedDiffusionLoss()
         self.ar_loss = AutoregressiveLoss()
@@ -90,7 +90,15 @@ class ConversionModule(LanguageModule):
     # -- the objective -------------------------------------------------------------------------
     def corrupt(self, batch: dict[str, Tensor], strategy: Corruption, epoch: int) -> Corrupted:
         mask_id = self.model.config.mask_token_id
-        return strategy(batch["tokens"], batch["index"], epoch, self.block_size, mask_id, self.seed)
+        return strategy(
+            batch["tokens"],
+            batch["index"],
+            epoch,
+            self.block_size,
+            mask_id,
+            self.seed,
+            batch.get("loss_mask"),
+        )
 
     def forward(
         self,
@@ -115,6 +123,7 @@ class ConversionModule(LanguageModule):
             self.block_size,
             self.model.config.token_shift,
             self.pattern.cross_block_targets,
+            batch.get("loss_mask"),
         )
         return loss, corrupted, logits
 
@@ -187,6 +196,7 @@ class ConversionModule(LanguageModule):
                 self.block_size,
                 self.model.config.token_shift,
                 self.pattern.cross_block_targets,
+                None if batch.get("loss_mask") is None else batch["loss_mask"][i : i + 1],
             )
             for i in range(logits.shape[0])
         ]

@@ -140,15 +140,25 @@ class Source:
 
     def _hub_dataset(self) -> Any:
         import datasets
+        from huggingface_hub import HfApi, constants
 
+        # One request first: datasets retries an unreachable hub 5 times over ~23 s before it fails,
+        # and a streamed dataset cannot be read without the hub anyway. Any error ends the run (no
+        # network, offline mode, no such dataset, a bad name; the client's types vary by version).
         try:
-            return datasets.load_dataset(self.corpus, self.hub_config, streaming=True)
-        except (ConnectionError, FileNotFoundError) as err:  # offline / no such dataset on the hub
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
-                f"corpus {self.corpus!r} is neither an embedded corpus ({', '.join(sorted(corpora.EMBEDDED))}), "
-                f"nor a local file, directory or glob, nor a dataset reachable on the HF hub ({reason})"
-            ) from None
+            HfApi().dataset_info(self.corpus, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        except Exception as err:
+            failure = err
+        else:
+            try:
+                return datasets.load_dataset(self.corpus, self.hub_config, streaming=True)
+            except (ConnectionError, FileNotFoundError) as err:  # e.g. a gated dataset
+                failure = err
+        reason = ": ".join([type(failure).__name__, *str(failure).strip().splitlines()[:1]])
+        raise ValueError(
+            f"corpus {self.corpus!r} is neither an embedded corpus ({', '.join(sorted(corpora.EMBEDDED))}), "
+            f"nor a local file, directory or glob, nor a dataset reachable on the HF hub ({reason})"
+        )
 
     def _text(self, row: dict[str, Any], n: int) -> str:
         """Row n's (1-based, in its split) text; a missing value is an empty document."""

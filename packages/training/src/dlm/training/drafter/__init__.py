@@ -13,7 +13,7 @@ from dlm.training.drafter.blocks import (
 from dlm.training.drafter.data import DistilledDataModule, DistilledDataset
 from dlm.training.drafter.distill import distill
 from dlm.training.drafter.module import DrafterModule, check_pair
-from dlm.training.drafter.target import Target, fingerprint, load_target
+from dlm.training.drafter.target import Target, load_target
 
 __all__ = [
     "DistilledDataModule",
@@ -26,7 +26,6 @@ __all__ = [
     "distill",
     "draft_blocks",
     "drafter_logits",
-    "fingerprint",
     "load_target",
     "noisy_tokens",
     "target_hidden",

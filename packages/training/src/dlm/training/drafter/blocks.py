@@ -1,4 +1,4 @@
-"""The drafter's training layout: many draft blocks per sample, shown exactly as SpeculativeDecoder
+"""The drafter's training layout: many draft blocks per sample, shown exactly as DrafterSpeculativeDecoder
 shows one at decode time (our formulation; see apps/drafter/README.md).
 
 A sample of L tokens is cut into blocks of B. Over [x_t ; x_0] with the TriMode mask (both halves at
@@ -8,7 +8,7 @@ positions 0..L-1):
   (never masked) and every other position masked, which is the decode-time state `[t, MASK x K]`;
 - clean half: the text, token-causal. A noisy block sees itself (bidirectionally) and the clean
   text before its anchor, which is exactly what the drafter's cache holds at decode time: the
-  committed text but the pending token t, cached by causal forwards (SpeculativeDecoder).
+  committed text but the pending token t, cached by causal forwards (DrafterSpeculativeDecoder).
 
 The label of draft position k (1..K) of the block anchored at a is the target's token at a + k.
 With token shift the drafter's logit at a + k - 1 predicts it, without shift the logit at a + k
@@ -25,7 +25,7 @@ from torch import Tensor
 from dlm.attention import Causal, Mask
 from dlm.attention.masks import SameDocument
 from dlm.core import Transformer
-from dlm.training.patterns import TriModePattern, positions
+from dlm.training.patterns import CausalCleanPattern, positions
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def drafter_logits(
     """(N, K, vocab) the drafter's logits for the labels of the scored blocks (the output head runs
     on those positions only)."""
     noisy = noisy_tokens(tokens, block_size, model.config.mask_token_id)
-    hidden = TriModePattern().noisy_hidden(model, noisy, tokens, block_size, doc_ids)
+    hidden = CausalCleanPattern().noisy_hidden(model, noisy, tokens, block_size, doc_ids)
     picked = hidden[blocks.rows[:, None], blocks.drafter_positions(model.config.token_shift)]
     return model.lm_head(picked)
 

@@ -1,4 +1,5 @@
-"""Distilled drafter data (written by dlm-distill): the target's greedy continuations of prefixes."""
+"""Distilled data (written by dlm-distill): a teacher's greedy answers to prompts, for the drafter
+(the target's answers) and for tri-mode and conversion (the model's own answers)."""
 
 from __future__ import annotations
 
@@ -45,13 +46,53 @@ class DistilledDataset(Dataset):
         }
 
 
+class AnchoredDataset(Dataset):
+    """Sample i: prompt + answer laid out as the decoders see them. Left padding puts the prompt's
+    last token at a block start (it anchors the first answer block, as the decoders' prefill commits
+    every prompt token but the last); right padding fills seq_len (a multiple of the block size).
+    `loss_mask` marks the answer tokens (the only ones corrupted and scored; `target_made` too, for
+    the drafter) and `doc_ids` give each padding its own document, so with same_document the text
+    never attends to padding."""
+
+    def __init__(self, rows, seq_len: int, block_size: int, pad_id: int) -> None:
+        self.rows, self.seq_len, self.block_size, self.pad_id = rows, seq_len, block_size, pad_id
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        prompt, answer = row["prefix"], row["continuation"]
+        left = -(len(prompt) - 1) % self.block_size
+        if left + len(prompt) >= self.seq_len:
+            raise ValueError(
+                f"sample {index}: a prompt of {len(prompt)} tokens (+{left} padding to anchor it at a "
+                f"block start) leaves no room for its answer in seq_len={self.seq_len}; raise seq_len"
+            )
+        answer = answer[: self.seq_len - left - len(prompt)]
+        right = self.seq_len - left - len(prompt) - len(answer)
+        tokens = [self.pad_id] * left + prompt + answer + [self.pad_id] * right
+        scored = [False] * (left + len(prompt)) + [True] * len(answer) + [False] * right
+        docs = [1] * left + [0] * (len(prompt) + len(answer)) + [2] * right
+        return {
+            "tokens": torch.tensor(tokens),
+            "loss_mask": torch.tensor(scored),
+            "target_made": torch.tensor(scored),
+            "doc_ids": torch.tensor(docs),
+            "index": index,
+        }
+
+
 class DistilledDataModule(pl.LightningDataModule):
     """The splits of a dlm-distill output directory, for DrafterModule.
 
-    `target_identity` (the target's path and fingerprint from meta.json) lets the module refuse data
-    made by another target. A sample is the tail of prefix + continuation: choose seq_len = C + 1 +
-    m B (C the continuation length, B the drafter's block size) so that the last prefix token is a
-    block's anchor and every block after it is scored; earlier blocks carry no labels.
+    `target_identity` (the teacher's path and fingerprint from meta.json) lets the module refuse data
+    made by another model. Without `block_size`, a sample is the tail of prefix + continuation:
+    choose seq_len = C + 1 + m B (C the continuation length, B the drafter's block size) so that the
+    last prefix token is a block's anchor and every block after it is scored; earlier blocks carry
+    no labels. With `block_size` (prompts of any length: tri-mode, conversion), a sample is the
+    anchored layout of AnchoredDataset, with a `loss_mask` on the answer; train with
+    same_document: true.
 
     Args:
         path: The directory dlm-distill wrote.
@@ -62,6 +103,7 @@ class DistilledDataModule(pl.LightningDataModule):
         vocab_size: Linked from the model: every token id must be below it.
         num_workers: DataLoader worker processes.
         seed: Seed of the training order.
+        block_size: Lay samples out anchored at blocks of this size (see above); None: the tail.
     """
 
     def __init__(
@@ -74,6 +116,7 @@ class DistilledDataModule(pl.LightningDataModule):
         vocab_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        block_size: int | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -83,10 +126,13 @@ class DistilledDataModule(pl.LightningDataModule):
         self.meta = json.loads(meta_file.read_text())
         self.target_identity: dict[str, str] = self.meta["target"]
         longest = self.meta["prefix_len"] + self.meta["continuation_len"]
+        if isinstance(block_size, int) and block_size > 1:  # room for up to B - 1 left padding
+            longest = -(-(longest + block_size - 1) // block_size) * block_size
         seq_len = longest if seq_len is None else seq_len
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 0 < seq_len <= longest:
             raise ValueError(
                 f"seq_len must be a positive integer <= prefix_len + continuation_len = {longest} "
+                "(+ B - 1 left padding, rounded up to the block size B when given) "
                 f"of {path}, got {seq_len!r}"
             )
         if tokenizer is not None and tokenizer.to_spec().get("kind") != self.meta["tokenizer"]:
@@ -98,7 +144,14 @@ class DistilledDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.pad_id = tokenizer.pad_id if tokenizer is not None else 0
         self.vocab_size, self.num_workers, self.seed = vocab_size, num_workers, seed
-        self.datasets: dict[str, DistilledDataset] = {}
+        if block_size is not None and (
+            isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2
+        ):
+            raise ValueError(f"block_size must be an integer >= 2 or None, got {block_size!r}")
+        if block_size is not None and seq_len % block_size:
+            raise ValueError(f"seq_len {seq_len} is not a multiple of block_size {block_size}")
+        self.block_size = block_size
+        self.datasets: dict[str, Dataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for split in STAGE_SPLITS.get(stage, ("train", "validation", "test")):
@@ -108,7 +161,7 @@ class DistilledDataModule(pl.LightningDataModule):
     def has(self, split: str) -> bool:
         return any((self.path / split).glob("shard-*"))
 
-    def dataset(self, split: str) -> DistilledDataset:
+    def dataset(self, split: str) -> Dataset:
         import datasets
         import pyarrow.compute as pc
 
@@ -133,7 +186,11 @@ class DistilledDataModule(pl.LightningDataModule):
                 raise ValueError(
                     f"{self.path} holds token id {top}, outside the model's vocabulary of {self.vocab_size}"
                 )
-        return DistilledDataset(rows, self.seq_len, self.pad_id)
+        if self.block_size is None:
+            return DistilledDataset(rows, self.seq_len, self.pad_id)
+        if not any(pc.list_value_length(rows.data.column("continuation")).to_pylist()):
+            raise ValueError(f"{self.path}: every {split} answer is empty; nothing to train on")
+        return AnchoredDataset(rows, self.seq_len, self.block_size, self.pad_id)
 
     def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
         if split not in self.datasets:

@@ -1,8 +1,12 @@
-"""dlm-distill: the target AR model's greedy continuations of corpus prefixes, for drafter training.
+"""dlm-distill: a model's own greedy answers, for training on them (self-distillation).
 
     dlm-distill --config apps/drafter/distill/tiny.yaml
 
-Prefixes are packed samples of `prefix_len` tokens from each corpus split (PackedTextDataModule,
+The teacher is the drafter's target, or the checkpoint a tri-mode or conversion run starts from
+(the model answers itself). Prompts come from a prompt source (`prompts:`, e.g.
+dlm.training.StdlibCodeTasks: the stdlib's documented functions in the instruct framing; an answer
+ends at EOS, its closing code fence or `continuation_len` tokens; prompts longer than `prefix_len`
+tokens are skipped and counted) or, without one, from corpus prefixes: packed samples of `prefix_len` tokens from each corpus split (PackedTextDataModule,
 the same tokenisation and split as training), evenly spaced over the split. The decoder (from the
 config: dlm.decoding.ARDecoder, greedy, so training never imports dlm.decoding) continues each by
 `continuation_len` tokens with the KV cache. The output directory holds meta.json (the settings and
@@ -24,10 +28,12 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
+from dlm.core.checks import check_device
 from dlm.core.corpora import SPLITS
 from dlm.core.protocols import Decoder
 from dlm.training.data.module import PackedTextDataModule
 from dlm.training.drafter.target import load_target
+from dlm.training.prompts import PromptSource
 
 META = "meta.json"
 
@@ -36,6 +42,7 @@ def distill(
     target: str,
     out: str,
     decoder: Decoder,
+    prompts: PromptSource | None = None,
     corpus: str = "stdlib-code",
     samples: dict[str, int] | None = None,
     prefix_len: int = 64,
@@ -60,9 +67,11 @@ def distill(
         target: The AR target (dlm directory, HF directory or dlm .ckpt).
         out: Output directory.
         decoder: A greedy decoder (dlm.decoding.ARDecoder) run with the target as its model.
+        prompts: A prompt source (dlm.training.StdlibCodeTasks, ...); None: corpus prefixes.
         corpus: As PackedTextDataModule's corpus (embedded name, local files or HF hub name).
-        samples: Prefixes per split, e.g. {train: 2048, validation: 64, test: 64}.
-        prefix_len: Tokens per prefix.
+        samples: Prompts per split, e.g. {train: 2048, validation: 64, test: 64}, evenly spaced
+            over what the split holds.
+        prefix_len: Tokens per corpus prefix; with a prompt source, the longest prompt kept.
         continuation_len: Tokens the target generates after each prefix.
         shard_size: Rows per shard (the unit of resumption).
         batch_size: Prefixes per generate call.
@@ -102,7 +111,9 @@ def distill(
         "format": 1,
         "target": {"path": str(target), "fingerprint": frozen.fingerprint},
         "tokenizer": tokenizer.to_spec().get("kind"),
-        "corpus": corpus,
+        "prompts": None if prompts is None else prompts.describe(),
+        "decoder": type(decoder).__name__,
+        "corpus": None if prompts is not None else corpus,
         "split_fractions": [validation_fraction, test_fraction],
         "samples": samples,
         "prefix_len": prefix_len,
@@ -110,26 +121,32 @@ def distill(
         "shard_size": shard_size,
     }
     root = Path(out)
+    if prompts is None:
+        data = PackedTextDataModule(
+            corpus, prefix_len, batch_size, tokenizer=tokenizer, vocab_size=model.config.vocab_size,
+            text_field=text_field, hub_config=hub_config, max_documents=max_documents,
+            validation_fraction=validation_fraction, test_fraction=test_fraction, cache_dir=cache_dir,
+        )  # fmt: skip
+        sources = {split: PrefixList(data.dataset(split)) for split in samples}
+    else:
+        sources = {split: encoded(prompts, split, tokenizer, prefix_len) for split in samples}
+        meta["skipped_long_prompts"] = {split: source.skipped for split, source in sources.items()}
+        decoder.stop = lambda out: prompts.finished(tokenizer.decode(out))
     start(root, meta)
-    data = PackedTextDataModule(
-        corpus, prefix_len, batch_size, tokenizer=tokenizer, vocab_size=model.config.vocab_size,
-        text_field=text_field, hub_config=hub_config, max_documents=max_documents,
-        validation_fraction=validation_fraction, test_fraction=test_fraction, cache_dir=cache_dir,
-    )  # fmt: skip
-    plan = {split: shard_plan(len(data.dataset(split)), n, shard_size, split) for split, n in samples.items()}
+    plan = {split: shard_plan(len(sources[split]), n, shard_size, split) for split, n in samples.items()}
     mine = {s: [i for i in range(len(p)) if i % workers == worker] for s, p in plan.items()}
     todo = {s: [i for i in shards if not shard_dir(root, s, i).is_dir()] for s, shards in mine.items()}
     total = sum(len(plan[s][i]) for s in mine for i in mine[s])
     done = total - sum(len(plan[s][i]) for s in todo for i in todo[s])
     with tqdm(total=total, initial=done, desc="distilling", unit="prefix", disable=not progress) as bar:
         for split, shards in todo.items():
-            dataset = data.dataset(split)
+            source = sources[split]
             for i in shards:
                 rows = []
                 indices = plan[split][i]
                 for b in range(0, len(indices), batch_size):
                     chunk = indices[b : b + batch_size]
-                    prefixes = [dataset[j]["tokens"].tolist() for j in chunk]
+                    prefixes = [source[j] for j in chunk]
                     with torch.no_grad():
                         continuations, _ = decoder.generate(model, prefixes, continuation_len)
                     rows += [
@@ -141,20 +158,42 @@ def distill(
     return root
 
 
-def check_device(name: str) -> None:
-    """Refuse a device torch cannot name or this machine cannot allocate on, before loading."""
-    try:
-        torch.empty(0, device=torch.device(name))
-    except (RuntimeError, AssertionError) as err:  # torch raises both for an unusable device
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"device {name!r} cannot be used here ({reason})") from None
+class PrefixList:
+    """Corpus prefixes: the packed samples of a split, as token lists."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> list[int]:
+        return self.dataset[index]["tokens"].tolist()
+
+
+class PromptList(list):
+    """A prompt source's prompts of one split as token lists, with the count of those skipped."""
+
+    skipped: int = 0
+
+
+def encoded(prompts: PromptSource, split: str, tokenizer: Any, longest: int) -> PromptList:
+    ids = [tokenizer.encode(text) for text in prompts.texts(split, tokenizer)]
+    kept = PromptList(p for p in ids if 0 < len(p) <= longest)
+    kept.skipped = len(ids) - len(kept)
+    if not kept:
+        raise ValueError(
+            f"no {split} prompt of the prompt source fits in prefix_len={longest} tokens "
+            f"(the shortest has {min(map(len, ids), default=0)}); raise prefix_len"
+        )
+    return kept
 
 
 def shard_plan(available: int, n: int, shard_size: int, split: str) -> list[list[int]]:
     """The sample indices of each shard: n evenly spaced packed samples of the split."""
     if n > available:
         raise ValueError(
-            f"the {split} split holds {available} prefixes of this length; asked for {n} (lower samples.{split})"
+            f"the {split} split holds {available} prompts; asked for {n} (lower samples.{split})"
         )
     picked = [i * available // n for i in range(n)]
     return [picked[s : s + shard_size] for s in range(0, n, shard_size)]

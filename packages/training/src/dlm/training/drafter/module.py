@@ -20,7 +20,7 @@ from dlm.training.drafter.target import Target, load_target
 from dlm.training.initialization import ensure_mask_token
 from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
-from dlm.training.patterns import TriModePattern
+from dlm.training.patterns import CausalCleanPattern
 
 
 class DrafterModule(LanguageModule):
@@ -28,12 +28,12 @@ class DrafterModule(LanguageModule):
 
     Every sample gives one draft block per block of B tokens (`dlm.training.drafter.blocks`): the
     drafter sees `[anchor, MASK x (B-1)]` over the causal text before the anchor, exactly as
-    SpeculativeDecoder drafts, and its K predictions are scored by `loss` against the target's
+    DrafterSpeculativeDecoder drafts, and its K predictions are scored by `loss` against the target's
     tokens. With a DistilledDataModule the labels are the target's greedy continuation
     (`dlm-distill`); with a PackedTextDataModule they are the target's teacher-forced argmax on the
     corpus text (cheaper, approximate after the first position). Validation logs the loss, its
     terms, and the offline draft accuracy by position; test adds, for each decoder of `evaluation`
-    (dlm.decoding.SpeculativeDecoder, greedy and sampled), tau, TPF and acceptance by position with
+    (dlm.decoding.DrafterSpeculativeDecoder, greedy and sampled), tau, TPF and acceptance by position with
     the real target verifying, and the evaluation writes its report (drafter configs name it
     drafter_eval) and acceptance.png to default_root_dir.
 
@@ -56,13 +56,13 @@ class DrafterModule(LanguageModule):
         seq_len: Linked from the data module; must be a multiple of block_size.
         same_document: Mask attention between the different documents packed into a sample.
         evaluation: Test-time decoding (dlm.decoding.Evaluation) with the target as the model; a
-            decoder that needs a drafter (SpeculativeDecoder) is given this one. Its decoders check
+            decoder that needs a drafter (DrafterSpeculativeDecoder) is given this one. Its decoders check
             themselves against this drafter's TrainingRecord before training: more drafts than a
             block holds and cross_block (no loss trains the logit after the block) are refused, a
             draft block other than training's [anchor, MASK x (B-1)] is warned about.
 
     A target without a mask token (SmolLM2-135M-Instruct) is served by `mask_token`: growing the
-    drafter by one "<|mask|>" row would make the two vocabularies differ, and SpeculativeDecoder
+    drafter by one "<|mask|>" row would make the two vocabularies differ, and DrafterSpeculativeDecoder
     would need to slice the drafter's logits; reusing a special token keeps every id shared. The
     drafter may start from the target itself cut to its first layers (`init_from` the target with
     `architecture: {n_layers: 4}`).
@@ -73,7 +73,7 @@ class DrafterModule(LanguageModule):
     """
 
     # The layout blocks.drafter_logits trains (token-causal clean text), for the TrainingRecord.
-    pattern = TriModePattern()
+    pattern = CausalCleanPattern()
 
     def __init__(
         self,
@@ -109,16 +109,9 @@ class DrafterModule(LanguageModule):
         self.check_evaluation(self.target.model, drafter=self.model)
         self.val_accuracy, self.test_accuracy = DraftAccuracy(k), DraftAccuracy(k)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        made_by = getattr(datamodule, "target_identity", None)
-        if made_by is not None and made_by["fingerprint"] != self.target.fingerprint:
-            raise ValueError(
-                f"the distilled data {datamodule.path} was made by the target {made_by['path']} "
-                f"(fingerprint {made_by['fingerprint']}), but this drafter's target is {self.target.path} "
-                f"(fingerprint {self.target.fingerprint}); distill again with this target"
-            )
+    def teacher(self) -> tuple[str, str]:
+        """The target: the drafter learns its answers."""
+        return self.target.path, self.target.fingerprint
 
     # -- the objective -------------------------------------------------------------------------
     def target_model(self) -> Transformer:
@@ -188,7 +181,7 @@ class DrafterModule(LanguageModule):
 def check_pair(drafter: Transformer, tokenizer: Tokenizer, target: Target) -> None:
     """Refuse a drafter whose vocabulary or tokenizer is not its target's: same rows, and the same
     tokenizer content (tokenizer_fingerprint: vocabulary, merges, eos/pad/bos; the mask it designates
-    aside), since SpeculativeDecoder compares drafted ids with the target's one for one."""
+    aside), since DrafterSpeculativeDecoder compares drafted ids with the target's one for one."""
     dv, tv = drafter.config.vocab_size, target.model.config.vocab_size
     if dv != tv:
         raise ValueError(

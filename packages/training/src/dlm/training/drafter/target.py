@@ -11,19 +11,14 @@ bf16 and a module holding it in fp32 agree.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from dlm.core import Transformer, from_hf, load_model
 from dlm.core.checkpoint import RECORD
+from dlm.core.checks import DTYPES
+from dlm.core.fingerprint import model_fingerprint
 from dlm.core.protocols import Tokenizer
-
-SAMPLE = 4096
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -44,26 +39,11 @@ def load_target(path: str, dtype: str = "float32") -> Target:
     if not source.exists():
         raise FileNotFoundError(f"target: {path} does not exist")
     if dtype not in DTYPES:
-        raise ValueError(f"target dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"target dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if source.is_dir() and not (source / RECORD).is_file() and (source / "config.json").is_file():
         model, tokenizer = from_hf(source, add_mask_token=False)
     else:
         model, tokenizer = load_model(source)
-    identity = fingerprint(model)
+    identity = model_fingerprint(model)
     model = model.to(DTYPES[dtype]).eval().requires_grad_(False)
     return Target(model, tokenizer, str(path), identity)
-
-
-def fingerprint(model: Transformer) -> str:
-    digest = hashlib.sha256()
-    skip = ("attention_backend", "max_seq_len")  # how it runs, not what it computes
-    config = {k: v for k, v in model.config.to_dict().items() if k not in skip}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // SAMPLE)
-            sample = flat[::step][:SAMPLE].to("cpu", torch.float32).contiguous()
-            digest.update(f"{name}:{tuple(tensor.shape)}".encode())
-            digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()[:16]

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dlm.core.checkpoint import checkpoint_record
+from dlm.core.fingerprint import model_fingerprint
 from dlm.core.protocols import Evaluation, Tokenizer
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import training_record
@@ -70,6 +71,8 @@ class LanguageModule(pl.LightningModule):
         self.prompts: list[list[int]] = []
         self.model, self.tokenizer = initial_model(architecture, init_from, tokenizer)
         self.init_from = init_from
+        # Taken before a mask row is added: data a checkpoint distilled from itself must match it.
+        self.init_fingerprint = model_fingerprint(self.model) if init_from else None
         self.optimization = optimization or Optimization()
         if seq_len is not None:
             self.check_seq_len(seq_len)
@@ -86,6 +89,19 @@ class LanguageModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "seq_len", None):
             self.check_seq_len(datamodule.seq_len)
+        made_by = getattr(datamodule, "target_identity", None)
+        teacher = self.teacher()
+        if made_by is not None and teacher is not None and made_by["fingerprint"] != teacher[1]:
+            raise ValueError(
+                f"the distilled data {datamodule.path} was made by the target {made_by['path']} "
+                f"(fingerprint {made_by['fingerprint']}), but this module's teacher is {teacher[0]} "
+                f"(fingerprint {teacher[1]}); distill again with this teacher"
+            )
+
+    def teacher(self) -> tuple[str, str] | None:
+        """(path, fingerprint) of the model whose answers this module trains on: its own starting
+        checkpoint (self-distillation); None from scratch."""
+        return (self.init_from, self.init_fingerprint) if self.init_fingerprint else None
 
     def doc_ids(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's per-token document ids when attention stays within documents, else None."""
@@ -154,16 +170,21 @@ class LanguageModule(pl.LightningModule):
                 "--trainer.strategy auto --trainer.devices 1 to get them"
             )
 
+    evaluation_report: dict[str, Any] | None = None
+    """The JSON-able report of the last evaluate() on global rank zero (dlm.core.stats.
+    EvaluationResult.report: title, settings, baseline, metrics by decoder); None before."""
+
     def evaluate(
         self, model: nn.Module, drafter: nn.Module | None = None, reference: nn.Module | None = None
     ) -> dict[str, float]:
         """The evaluation's numbers on the collected prompts as "test/<key>", then the prompts are
         dropped; empty without an evaluation or prompts. Every process decodes its own prompts;
-        global rank zero writes the table, the report and the plot to default_root_dir."""
+        global rank zero writes the table, the report and the plot to default_root_dir and keeps
+        the report as `evaluation_report`."""
         if self.evaluation is None or not self.prompts:
             return {}
         zero = self.trainer.is_global_zero
-        metrics = self.evaluation.run(
+        result = self.evaluation.run(
             model,
             self.prompts,
             drafter=drafter,
@@ -172,4 +193,6 @@ class LanguageModule(pl.LightningModule):
             progress=bool(zero and self.trainer.progress_bar_callback),
         )
         self.prompts = []
-        return {f"test/{key}": value for key, value in metrics.items()}
+        if zero:
+            self.evaluation_report = result.report
+        return {f"test/{key}": value for key, value in result.metrics.items()}

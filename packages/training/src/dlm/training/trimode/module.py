@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from dlm.core.adapter import DraftAdapter, add_adapter, freeze_base
 from dlm.core.checkpoint import set_training
 from dlm.core.losses import HybridLoss
 from dlm.core.masking import Corrupted, Corruption, PositionDependent
@@ -18,7 +20,7 @@ from dlm.training.initialization import ensure_mask_token
 from dlm.training.metrics import MaskedTokenMetrics, masked_predictions
 from dlm.training.modules.base import LanguageModule, check_block_size
 from dlm.training.optim import Optimization
-from dlm.training.patterns import TriModePattern
+from dlm.training.patterns import CausalCleanPattern
 
 
 def without_shift_by_default(architecture: Architecture | None) -> Architecture:
@@ -63,6 +65,10 @@ class TriModeModule(LanguageModule):
         evaluation: Test-time decoding (dlm.decoding.Evaluation; decoders such as ARDecoder,
             SelfSpeculativeDecoder), checked against the model before training; its reference AR
             model is this model's own AR mode.
+        adapter: Train a draft adapter (dlm.core.adapter.DraftAdapter) on the frozen base instead of
+            every weight: it acts on draft tokens only, so AR decoding stays the base's exactly. The
+            clean half then runs without gradients before the noisy half (the AR term has none: its
+            weight may be 0).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class TriModeModule(LanguageModule):
         seed: int = 0,
         ratio_buckets: int = 4,
         evaluation: Evaluation | None = None,
+        adapter: DraftAdapter | None = None,
     ) -> None:
         self.block_size = check_block_size(block_size)
         architecture = without_shift_by_default(architecture)
@@ -92,7 +99,11 @@ class TriModeModule(LanguageModule):
                 f"{decoders or ''} need one: set add_mask_token: true"
             )
         ensure_mask_token(self.model, self.tokenizer, add_mask_token)
-        self.pattern = TriModePattern()
+        self.adapter = adapter
+        if adapter is not None:
+            add_adapter(self.model, adapter)
+            freeze_base(self.model)
+        self.pattern = CausalCleanPattern()
         self.corruption = corruption or PositionDependent()
         self.loss = loss or HybridLoss()
         self.seed = seed
@@ -104,11 +115,24 @@ class TriModeModule(LanguageModule):
     # -- the objective -------------------------------------------------------------------------
     def forward(self, noisy: Tensor, clean: Tensor, doc_ids: Tensor | None = None) -> Tensor:
         """Logits (batch, 2L, vocab) over [x_t ; x_0]: diffusion logits, then AR logits."""
-        return self.model.lm_head(self.pattern.hidden(self.model, noisy, clean, self.block_size, doc_ids))
+        if self.adapter is None:
+            hidden = self.pattern.hidden(self.model, noisy, clean, self.block_size, doc_ids)
+        else:
+            both = self.pattern.hidden_over_frozen_clean(self.model, noisy, clean, self.block_size, doc_ids)
+            hidden = torch.cat(both, dim=1)
+        return self.model.lm_head(hidden)
 
     def corrupt(self, batch: dict[str, Tensor], epoch: int) -> Corrupted:
         mask_id = self.model.config.mask_token_id
-        return self.corruption(batch["tokens"], batch["index"], epoch, self.block_size, mask_id, self.seed)
+        return self.corruption(
+            batch["tokens"],
+            batch["index"],
+            epoch,
+            self.block_size,
+            mask_id,
+            self.seed,
+            batch.get("loss_mask"),
+        )
 
     def objective(self, batch: dict[str, Tensor], epoch: int) -> dict[str, Tensor]:
         """loss, its diffusion and ar terms, and the masked predictions' ce, correct, ratio."""
@@ -117,7 +141,7 @@ class TriModeModule(LanguageModule):
         logits = self(corrupted.tokens, clean, self.doc_ids(batch))
         shift = self.model.config.token_shift
         diffusion, ar = self.loss.terms(
-            logits, clean, corrupted.mask, corrupted.weights, self.block_size, shift
+            logits, clean, corrupted.mask, corrupted.weights, self.block_size, shift, batch.get("loss_mask")
         )
         loss = self.loss.diffusion_weight * diffusion + self.loss.ar_weight * ar
         noisy = logits[:, : clean.shape[1]]

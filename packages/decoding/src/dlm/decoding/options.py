@@ -1,0 +1,290 @@
+"""What the decoding CLIs share (dlm-decode, dlm-eval humaneval and lm-eval, and lm-eval's `dlm`
+model class): the decoders by short name, loading the model, and the command-line spelling.
+
+Each CLI is a jsonargparse parser built from function signatures (as dlm-distill): `short_decoders`
+(the short way to pick decoders: `--decoder ar self-spec fused` with `--k`, `--block-size`,
+`--clean`, ...), `load` (checkpoint, drafter, dtype, device, threads) and the CLI's own function,
+whose `decoders` option takes the same class_path/init_args mapping as a YAML `evaluation:` block.
+`spelled` keeps the familiar spelling working: `--max-new-tokens 8` for `--max_new_tokens 8`,
+`--decoder a b` for `--decoder [a,b]`, a bare `--cross-block` for `--cross_block true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
+
+from dlm.core import checks, load_model
+from dlm.core.adapter import load_adapter
+from dlm.core.checkpoint import CleanStream
+from dlm.core.checks import DType, check_device, positive
+from dlm.core.protocols import Decoder
+from dlm.decoding.ar import ARDecoder
+from dlm.decoding.block_diffusion import BlockDiffusionDecoder
+from dlm.decoding.drafter import DrafterSpeculativeDecoder
+from dlm.decoding.fused import FusedSelfSpeculativeDecoder
+from dlm.decoding.self_speculative import SelfSpeculativeDecoder
+
+DecoderName = Literal["ar", "block", "self-spec", "fused", "quadratic", "drafter"]
+
+
+def short_decoders(
+    decoder: list[DecoderName] | None = None,
+    k: int | None = None,
+    cross_block: bool = False,
+    block_size: int | None = None,
+    threshold: float = 0.9,
+    sub_block: int | None = None,
+    clean: CleanStream | None = None,
+    no_fold: bool = False,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> dict[str, Decoder]:
+    """The decoders named, by name, built with the settings each takes.
+
+    Args:
+        decoder: Decoders by short name (ar, block, self-spec, fused, quadratic, drafter); the
+            CLI's default when unset. For any other set-up give --decoders (class_path/init_args).
+        k: Masks per draft block (speculative decoders); default: from the checkpoint's training
+            record (the drafter's for drafter): its k, else block_size - 1.
+        cross_block: Use the cross-block prediction as one more draft.
+        block_size: Block diffusion: block length incl. the anchor; default: the checkpoint's.
+        threshold: Block diffusion: confidence threshold.
+        sub_block: Block diffusion: sub-block size.
+        clean: Block diffusion: clean-stream attention (causal: tri-mode; block: conversion);
+            default: the checkpoint's training record's, else causal.
+        no_fold: Block diffusion: commit blocks in their own forward.
+        temperature: Sampling temperature (0: greedy).
+        top_k: Sample among the k most likely tokens.
+        top_p: Nucleus sampling mass.
+        seed: Seed of the sampling generator.
+    """
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    build: dict[str, Callable[[], Decoder]] = {
+        "ar": lambda: ARDecoder(**sampling),
+        "block": lambda: BlockDiffusionDecoder(
+            block_size, threshold, sub_block, clean, False if no_fold else None, **sampling
+        ),
+        "self-spec": lambda: SelfSpeculativeDecoder(k, cross_block, **sampling),
+        "fused": lambda: FusedSelfSpeculativeDecoder(k, quadratic=False, **sampling),
+        "quadratic": lambda: FusedSelfSpeculativeDecoder(k, quadratic=True, **sampling),
+        "drafter": lambda: DrafterSpeculativeDecoder(None, k, cross_block, **sampling),
+    }
+    return {name: build[name]() for name in dict.fromkeys(decoder or ())}
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    drafter: Any | None
+    dtype: str
+
+
+def load(
+    checkpoint: str | None = None,
+    drafter: str | None = None,
+    adapter: str | None = None,
+    dtype: DType = "float32",
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Loaded:
+    """The model (and drafter) in eval mode on the device.
+
+    Args:
+        checkpoint: A dlm checkpoint directory, an HF directory or a dlm Lightning .ckpt.
+        drafter: The drafter checkpoint of a decoder that drafts with one (drafter).
+        adapter: A draft adapter directory (dlm.core.adapter) trained on the checkpoint: draft
+            forwards use it, every other forward is the checkpoint's.
+        dtype: The models' dtype.
+        device: Where the models run.
+        threads: torch CPU threads.
+    """
+    if threads is not None:
+        positive("--threads", threads)
+    where = check_device(device, "--device")
+    if checkpoint is None:
+        raise ValueError("--checkpoint is required: a dlm checkpoint dir, an HF dir or a dlm .ckpt")
+    if threads:
+        torch.set_num_threads(threads)
+    torch_dtype = checks.dtype(dtype)
+    model, tokenizer = load_model(checkpoint)
+    if adapter is not None:
+        load_adapter(model, adapter)
+    model = model.to(device=where, dtype=torch_dtype).eval()
+    other = None
+    if drafter:
+        other = load_model(drafter)[0].to(device=where, dtype=torch_dtype).eval()
+    return Loaded(model, tokenizer, other, dtype)
+
+
+def resolve_decoders(
+    short: Mapping[str, Any],
+    decoders: Mapping[str, Decoder] | None,
+    default: Sequence[str],
+    first: str | None = None,
+) -> dict[str, Decoder]:
+    """--decoders (class_path/init_args by name) or the short names (`default` when none given;
+    with `first`, that one first, e.g. "ar", the baseline, whether named or not)."""
+    if decoders is not None:
+        if short.get("decoder") is not None:
+            raise ValueError("give --decoder (short names) or --decoders (class_path by name), not both")
+        if not decoders:
+            raise ValueError("--decoders names no decoder")
+        return dict(decoders)
+    names = short.get("decoder") or list(default)
+    if first is not None:
+        names = [first, *names]
+    return short_decoders(**{**short, "decoder": names})
+
+
+def prepare(decoders: Mapping[str, Decoder], loaded: Loaded) -> None:
+    """Stop at the tokenizer's EOS where a decoder sets none; refuse a decoder that needs a drafter
+    when none is loaded."""
+    for name, decoder in decoders.items():
+        if getattr(decoder, "eos_id", 0) is None:
+            decoder.eos_id = loaded.tokenizer.eos_id
+        if decoder.needs_drafter and loaded.drafter is None:
+            raise ValueError(f"--decoder {name} needs --drafter PATH (a diffusion drafter checkpoint)")
+
+
+def parser(prog: str, description: str | None, *functions: Callable[..., Any], skip=()) -> ArgumentParser:
+    """One flat jsonargparse parser of the functions' parameters (and --config YAML files)."""
+    p = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter, exit_on_error=False)
+    p.add_argument("--config", action=ActionConfigFile)
+    for function in functions:
+        p.add_function_arguments(function, as_group=False, skip=set(skip))
+    return p
+
+
+class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help with the description (the CLI's docstring) as written."""
+
+
+def parse(p: ArgumentParser, argv: Sequence[str], *functions: Callable[..., Any]) -> Namespace:
+    """The parsed (not yet instantiated) config of `argv`, spelled as `spelled` reads it; a bad
+    option is a ValueError of one line."""
+    try:
+        return p.parse_args(spelled(argv, *functions))
+    except argparse.ArgumentError as err:
+        raise ValueError(one_line(str(err))) from None
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's several-line message for a bad value as `--key: got V, expected T`."""
+    key = re.search(r'Parser key "([^"]+)"', message)
+    given = re.search(r"Given value: (.*)", message)
+    if key is None or given is None:
+        return " ".join(message.split()) + " (see --help)"
+    expected = [
+        e.strip().rstrip(".")
+        for e in re.findall(r"Expected a (.*?)(?:\. Got value|$)", message, re.M)
+        if "NoneType" not in e
+    ]
+    kinds = " or ".join(
+        dict.fromkeys(
+            e.replace("<class '", "").replace("'>", "").replace("typing.Literal[", "one of [")
+            for e in expected
+        )
+    )
+    if not kinds:  # e.g. a class_path that cannot be imported: the first reason given
+        reasons: list[str] = []
+        for line in message.splitlines():
+            if line.strip().startswith("- "):
+                reasons.append(line.strip(" -"))
+            elif reasons and not line.strip().startswith("Given value"):
+                reasons[-1] += " " + line.strip()
+            elif line.strip().startswith("Given value"):
+                break
+        kinds = next((r for r in reasons if "NoneType" not in r), "another value")
+        return f"--{key.group(1)}: {kinds} (see --help)"
+    return f"--{key.group(1)}: got {given.group(1).strip()}, expected {kinds} (see --help)"
+
+
+def parameters(function: Callable[..., Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `config` that `function` takes."""
+    names = inspect.signature(function).parameters
+    return {key: value for key, value in config.items() if key in names}
+
+
+def spelled(argv: Sequence[str], *functions: Callable[..., Any]) -> list[str]:
+    """argv in jsonargparse's spelling: `--a-b` is `--a_b` (for the functions' parameters), a
+    bare boolean flag is `--flag=true`, and a list option takes the values after it up to the next
+    option (`--decoder ar self-spec` is `--decoder=["ar", "self-spec"]`)."""
+    kinds: dict[str, str] = {}
+    for function in functions:
+        hints = typing.get_type_hints(function)
+        for name in inspect.signature(function).parameters:
+            kinds[name] = kind_of(hints.get(name))
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if not token.startswith("--") or token == "--":
+            out.append(token)
+            continue
+        flag, eq, value = token[2:].partition("=")
+        name = flag.replace("-", "_")
+        if name not in kinds:
+            out.append(token)
+            continue
+        if eq:
+            out.append(f"--{name}={value}")
+            continue
+        following = []
+        while i < len(argv) and not argv[i].startswith("--"):
+            following.append(argv[i])
+            i += 1
+        if kinds[name] == "bool" and not following:
+            out.append(f"--{name}=true")
+        elif kinds[name] == "list" and (len(following) > 1 or following and not following[0].startswith("[")):
+            out.append(f"--{name}=[{', '.join(quoted(v) for v in following)}]")
+        else:
+            out += [f"--{name}", *following]
+    return out
+
+
+def quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def kind_of(hint: Any) -> str:
+    """ "bool", "list" or "other" for a parameter's type (Optional unwrapped)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    args = tuple(a for a in args if a is not type(None))
+    if args == (bool,):
+        return "bool"
+    if len(args) == 1 and typing.get_origin(args[0]) in (list, Sequence):
+        return "list"
+    return "other"
+
+
+def resolved(p: ArgumentParser, config: Namespace) -> dict[str, Any]:
+    """The parsed config as plain JSON-able data (decoders as class_path/init_args)."""
+    import json
+
+    data = json.loads(p.dump(config, format="json", skip_validation=True))
+    data.pop("config", None)
+    return data
+
+
+def fail(prog: str, err: BaseException) -> int:
+    """One line on stderr, exit status 2 (DLM_TRACEBACK=1 raises instead)."""
+    if os.environ.get("DLM_TRACEBACK"):
+        raise err
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2

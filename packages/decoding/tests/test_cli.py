@@ -230,10 +230,13 @@ def test_the_output_directory_holds_the_report_a_module_test_writes(checkpoint, 
     prompts.write_text("hello\nworld\n")
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--prompts", str(prompts), "--decoder", "self-spec", "fused"]
-    assert main([*argv, "--k", "2", "--max-new-tokens", "4", "--output", str(out)]) == 0
+    label = ["--experiment", "bench", "--variant", "tiny-fp32"]
+    assert main([*argv, *label, "--k", "2", "--max-new-tokens", "4", "--output", str(out)]) == 0
     capsys.readouterr()
     results = read_results(out / "results.json")
     report = results["evaluation"]
+    # what dlm-report tables a run by
+    assert (results["experiment"], results["variant"], results["seed"]) == ("bench", "tiny-fp32", 0)
     assert results["dtype"] == "float32" and results["command"][0] == "dlm-decode"
     assert results["config"]["decoder"] == ["self-spec", "fused"] and results["config"]["k"] == 2
     assert set(report) == {"title", "settings", "baseline", "decoders"} and report["baseline"] == "ar"

@@ -119,7 +119,9 @@ def test_the_report_pairs_every_decoder_with_ar(toy, capsys, tmp_path):
     lines = out.out.strip().splitlines()
     assert lines[0].startswith("| decoder | pass@1 | 95% CI | vs ar (+/-, p) | TPF | tau | tok/s")
     record = json.loads(lines[-1])
-    assert set(record) == {"title", "settings", "baseline", "decoders"} and record["baseline"] == "ar"
+    assert set(record) == {"title", "settings", "baseline", "decoders", "reference_solutions"}
+    assert record["baseline"] == "ar" and record["reference_solutions"]["ar_nll"] > 0
+    assert "masked_ce@0.5" not in record["reference_solutions"]  # an untrained model has no diffusion mode
     ar, spec = record["decoders"]["ar"], record["decoders"]["self-spec"]
     assert spec["pass@1"] == 0.0 and spec["pass@1_low"] == 0.0 and spec["pass@1_high"] > 0.5
     assert spec["problems"] == 3 and spec["agreement"] == 1.0 and spec["tau"] > 0
@@ -171,3 +173,49 @@ def test_bad_input_is_one_clear_error(toy, capsys, extra, checkpoint, message):
 def test_humaneval_needs_a_checkpoint_or_samples(capsys):
     assert main(["humaneval", "--limit", "1"]) == 2
     assert "needs --checkpoint DIR (to decode) or --score SAMPLES.jsonl" in capsys.readouterr().err
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_the_instruct_format_frames_with_the_chat_template_and_cuts_at_the_fence(
+    toy, make_model, capsys, tmp_path, monkeypatch
+):
+    """Prompts go through dlm.core.chat's framing; only the closing fence ends a completion (the
+    raw stop strings would cut a script after its imports), and the report says which format."""
+    from dlm.core.chat import code_instruct_prompt
+    from dlm.decoding import evaluation
+
+    tok = ByteTokenizer().as_hf()
+    tok.chat_template = CHATML
+    model = make_model(vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, max_seq_len=512)
+    checkpoint = save_checkpoint(model, tok, tmp_path / "chat")
+    seen = []
+    run_decoders = evaluation.Evaluation.run
+
+    def spy(self, model, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        stop = kwargs["stop"]
+        assert stop(list(b"import math\ndef f(x):\n    return x\n")) is False  # raw stops would end it
+        assert stop(list(b"def f(x):\n    return x\n```")) is True
+        return run_decoders(self, model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation.Evaluation, "run", spy)
+    args = ["humaneval", "--checkpoint", str(checkpoint), "--problems", toy["problems"], "--limit", "2"]
+    code = main(
+        [*args, "--prompt-format", "instruct", "--max-new-tokens", "6", "--output", str(tmp_path / "out")]
+    )
+    assert code == 0, capsys.readouterr().err
+    want = [tok.encode(code_instruct_prompt(tok, p["prompt"])) for p in PROBLEMS[:2]]
+    assert seen == want
+    report = json.loads((tmp_path / "out" / "humaneval.json").read_text())
+    assert report["settings"]["prompt_format"] == "instruct"
+
+
+def test_the_instruct_format_needs_a_chat_template(toy, capsys):
+    code, out = run(toy, capsys, "--decoder", "ar", "--prompt-format", "instruct", "--limit", "1")
+    assert code == 2 and out.err.count("\n") == 1
+    assert "the byte tokenizer has no chat template" in out.err

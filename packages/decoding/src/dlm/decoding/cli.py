@@ -32,6 +32,7 @@ from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.options import (
     Loaded,
     fail,
+    label,
     load,
     parameters,
     parse,
@@ -147,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Bad input ends with one line on stderr and exit status 2."""
     started = time.time()
     args = list(sys.argv[1:] if argv is None else argv)
-    p = parser(PROG, __doc__, short_decoders, load, decode, skip={"loaded"})
+    p = parser(PROG, __doc__, short_decoders, load, label, decode, skip={"loaded"})
     try:
-        config = parse(p, args, short_decoders, load, decode)
+        config = parse(p, args, short_decoders, load, label, decode)
         init = p.instantiate(config)
         if init.get("corpus") is not None and init["corpus"] not in EMBEDDED:
             raise ValueError(f"--corpus must be one of {', '.join(sorted(EMBEDDED))}, got {init['corpus']!r}")
@@ -166,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             started=started,
             evaluation=out["evaluation"],
             dtype=loaded.dtype,
+            seed=init["seed"],
+            **parameters(label, init),
         )
         write_results(Path(init["output"]) / "results.json", rec)
     return 0

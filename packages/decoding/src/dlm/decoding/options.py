@@ -131,6 +131,16 @@ def load(
     return Loaded(model, tokenizer, other, dtype)
 
 
+def label(experiment: str | None = None, variant: str | None = None) -> dict[str, Any]:
+    """What results.json files record so dlm-report can table a run.
+
+    Args:
+        experiment: The experiment the run belongs to (e.g. trimode, or bench).
+        variant: The row this run fills in a generated table (its seed is the decoders' seed).
+    """
+    return {"experiment": experiment, "variant": variant}
+
+
 def resolve_decoders(
     short: Mapping[str, Any],
     decoders: Mapping[str, Decoder] | None,

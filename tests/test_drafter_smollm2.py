@@ -117,7 +117,7 @@ def test_labels_distilled_from_another_target_are_refused(tmp_path):
     module = drafter()
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(
-        ValueError, match=f"made by the target {other} .* but this drafter's target is {CHECKPOINT}"
+        ValueError, match=f"made by the target {other} .* but this module's teacher is {CHECKPOINT}"
     ):
         trainer.fit(module, datamodule=DistilledDataModule(str(data), seq_len=16, batch_size=2))
 

@@ -101,12 +101,21 @@ def test_two_sharded_processes_train_convert_checkpoint_and_resume_as_one(
 
 
 @pytest.mark.slow
-def test_two_sharded_processes_train_trimode_as_one(tmp_path, make_config, run_dlm, read_log, tiny_inputs):
+@pytest.mark.parametrize("adapter", [False, True], ids=["full", "adapter"])
+def test_two_sharded_processes_train_trimode_as_one(
+    tmp_path, make_config, run_dlm, read_log, tiny_inputs, adapter
+):
+    """With a draft adapter the frozen base stays out of the optimizer and the adapter shards with
+    its block: the two processes still train as one and export the same model (adapter included)."""
     model = trimode_model(tiny_inputs["ar"])
+    if adapter:
+        model["init_args"]["adapter"] = {"targets": ["q", "o"], "rank": 4}
     single = fit(make_config, run_dlm, tmp_path, "single", 1, model=model, strategy="auto")
     sharded = fit(make_config, run_dlm, tmp_path, "sharded", 2, model=model)
     assert_close_losses(read_log(sharded / "runs/t/logs/run"), read_log(single / "runs/t/logs/run"))
     assert_same_export(sharded, single)
+    if adapter:
+        assert (sharded / "runs/t/model/adapter/adapter.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -143,7 +143,7 @@ def test_data_from_another_target_is_refused(distilled, target, tmp_path):
     )
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(
-        ValueError, match=f"made by the target {target} .* but this drafter's target is {other_path}"
+        ValueError, match=f"made by the target {target} .* but this module's teacher is {other_path}"
     ):
         trainer.fit(module, datamodule=DistilledDataModule(str(distilled)))
 

@@ -42,8 +42,8 @@ def distill(
     target: str,
     out: str,
     decoder: Decoder,
-    prompts: PromptSource | None = None,
     corpus: str = "stdlib-code",
+    prompts: PromptSource | None = None,
     samples: dict[str, int] | None = None,
     prefix_len: int = 64,
     continuation_len: int = 64,
@@ -67,8 +67,8 @@ def distill(
         target: The AR target (dlm directory, HF directory or dlm .ckpt).
         out: Output directory.
         decoder: A greedy decoder (dlm.decoding.ARDecoder) run with the target as its model.
-        prompts: A prompt source (dlm.training.StdlibCodeTasks, ...); None: corpus prefixes.
         corpus: As PackedTextDataModule's corpus (embedded name, local files or HF hub name).
+        prompts: A prompt source (dlm.training.StdlibCodeTasks, ...) instead of corpus prefixes.
         samples: Prompts per split, e.g. {train: 2048, validation: 64, test: 64}, evenly spaced
             over what the split holds.
         prefix_len: Tokens per corpus prefix; with a prompt source, the longest prompt kept.

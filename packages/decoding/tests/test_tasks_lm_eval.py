@@ -189,3 +189,23 @@ def test_an_unknown_task_is_one_clear_error(setup, capsys):
 def test_unknown_model_args_are_refused(setup):
     with pytest.raises(ValueError, match="unknown dlm model_args key 'blocksize'"):
         DLMEvalLM(setup["tri-mode"], blocksize=4)
+
+
+@pytest.mark.slow
+def test_a_registry_task_runs_offline_on_local_data(setup, capsys, monkeypatch):
+    """lm-eval's own `wikitext` task (loglikelihood_rolling; word/byte perplexity and bits per byte,
+    computed offline) on held-out documents of the embedded stdlib-code corpus instead of its hub
+    dataset. Indexes lm-eval's whole registry (~40 s)."""
+    monkeypatch.undo()  # the registry, not only the include path
+    code, out = evaluate(
+        setup, capsys, "--tasks", "wikitext", "--data", "stdlib-code", "--data-field", "page", "--limit", "2",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, out.err
+    results = json.loads(out.out.strip().splitlines()[-1])["lm_eval"]["wikitext"]
+    assert results["bits_per_byte,none"] > 0 and results["word_perplexity,none"] > 1
+
+
+def test_local_data_replaces_one_task_only(setup, capsys):
+    code, out = evaluate(setup, capsys, "--tasks", "dlm_toy_gen", "dlm_toy_choice", "--data", "stdlib-code")
+    assert code == 2 and "--data replaces one task's dataset" in out.err

@@ -196,6 +196,8 @@ def lm_eval(
     short: dict[str, Any],
     tasks: list[str],
     include_path: str | None = None,
+    data: str | None = None,
+    data_field: str = "text",
     limit: int | None = None,
     num_fewshot: int | None = None,
     max_new_tokens: int = 256,
@@ -209,6 +211,11 @@ def lm_eval(
     Args:
         tasks: lm-eval task names.
         include_path: A directory of task YAMLs of your own.
+        data: Run the one task given on local data instead of its hub dataset: a JSONL file with the
+            fields the task reads, or an embedded corpus (stdlib-code, shakespeare) whose held-out
+            documents become its test split, each as `data_field`. The task stays lm-eval's own
+            (prompts, metrics, processing), read offline.
+        data_field: The field an embedded corpus's documents go into (wikitext reads "page").
         limit: Documents per task.
         num_fewshot: Few-shot examples per prompt.
         max_new_tokens: Tokens generated per request unless the task says (max_gen_toks).
@@ -231,9 +238,14 @@ def lm_eval(
             raise ValueError(f"unknown lm-eval task {name!r}: not among lm-eval's tasks{where}")
     register()
     lm = DLMEvalLM(loaded, **short, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    specs: list[str | dict[str, Any]] = list(tasks)
+    if data is not None:
+        if len(tasks) != 1:
+            raise ValueError(f"--data replaces one task's dataset; got --tasks {' '.join(tasks)}")
+        specs = [on_local_data(manager, tasks[0], data, data_field, Path(output or ".") / "lm-eval-data")]
     results = harness.simple_evaluate(
         model=lm,
-        tasks=tasks,
+        tasks=specs,
         task_manager=manager,
         limit=limit,
         num_fewshot=num_fewshot,
@@ -251,6 +263,40 @@ def lm_eval(
     if json:
         print(jsonlib.dumps(report, default=str))
     return {"metrics": metrics, "evaluation": report}
+
+
+def on_local_data(manager: Any, task: str, data: str, field: str, scratch: Path) -> dict[str, Any]:
+    """lm-eval's own config of `task` with its dataset replaced by local JSONL as the test split (an
+    embedded corpus's held-out documents are written to `scratch` first)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from dlm.core.corpora import EMBEDDED, embedded_documents
+
+    if data in EMBEDDED:
+        scratch.mkdir(parents=True, exist_ok=True)
+        file = scratch / f"{data}-test.jsonl"
+        docs = embedded_documents(data, "test")
+        file.write_text("".join(jsonlib.dumps({field: d.text}) + "\n" for d in docs), encoding="utf-8")
+    elif Path(data).is_file():
+        file = Path(data)
+    else:
+        raise ValueError(
+            f"--data {data!r} is neither a JSONL file nor an embedded corpus ({', '.join(EMBEDDED)})"
+        )
+    path = manager.task_index[task].yaml_path
+    if path is None:
+        raise ValueError(f"lm-eval task {task!r} has no YAML config whose dataset --data could replace")
+    config = load_yaml(path, resolve_func=True)
+    config.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={"data_files": {"test": str(file.resolve())}},
+        training_split=None,
+        validation_split=None,
+        fewshot_split=None,
+        test_split="test",
+    )
+    return config
 
 
 COMMANDS: dict[str, tuple[Callable[..., dict[str, Any]], tuple[str, ...], str]] = {

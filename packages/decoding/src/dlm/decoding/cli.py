@@ -27,7 +27,6 @@ from typing import Any
 from dlm.core.checks import positive
 from dlm.core.corpora import EMBEDDED, embedded_documents
 from dlm.core.protocols import Decoder
-from dlm.core.results import record, write_results
 from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.options import (
     Loaded,
@@ -41,6 +40,7 @@ from dlm.decoding.options import (
     resolve_decoders,
     resolved,
     short_decoders,
+    write_run,
 )
 
 PROG = "dlm-decode"
@@ -160,17 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         return fail(PROG, err)
     if init["output"] is not None:
-        rec = record(
-            out["metrics"],
-            command=[PROG, *args],
-            config=resolved(p, config),
-            started=started,
-            evaluation=out["evaluation"],
-            dtype=loaded.dtype,
-            seed=init["seed"],
-            **parameters(label, init),
-        )
-        write_results(Path(init["output"]) / "results.json", rec)
+        write_run(out, init, [PROG, *args], resolved(p, config), started, loaded.dtype)
     return 0
 
 

@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -30,6 +31,7 @@ from dlm.core.adapter import load_adapter
 from dlm.core.checkpoint import CleanStream
 from dlm.core.checks import DType, check_device, positive
 from dlm.core.protocols import Decoder
+from dlm.core.results import record, write_results
 from dlm.decoding.ar import ARDecoder
 from dlm.decoding.block_diffusion import BlockDiffusionDecoder
 from dlm.decoding.drafter import DrafterSpeculativeDecoder
@@ -139,6 +141,21 @@ def label(experiment: str | None = None, variant: str | None = None) -> dict[str
         variant: The row this run fills in a generated table (its seed is the decoders' seed).
     """
     return {"experiment": experiment, "variant": variant}
+
+
+def write_run(
+    out: dict[str, Any], init: Mapping[str, Any], command: list[str], config: dict, started: float, dtype: str
+) -> None:
+    """`out` (the metrics and the evaluation report) as DIR/results.json, with the command, the
+    resolved config, the dtype, the decoders' seed and the run's label (dlm.core.results)."""
+    fields = {
+        "evaluation": out["evaluation"],
+        "dtype": dtype,
+        "seed": init["seed"],
+        **parameters(label, init),
+    }
+    rec = record(out["metrics"], command=command, config=config, started=started, **fields)
+    write_results(Path(init["output"]) / "results.json", rec)
 
 
 def resolve_decoders(

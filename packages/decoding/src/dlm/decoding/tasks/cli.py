@@ -23,7 +23,6 @@ from typing import Any, Literal
 from dlm.core.chat import frame_code_prompt
 from dlm.core.checks import positive
 from dlm.core.protocols import Decoder
-from dlm.core.results import record, write_results
 from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.metrics import decode_table
 from dlm.decoding.options import (
@@ -38,6 +37,7 @@ from dlm.decoding.options import (
     resolve_decoders,
     resolved,
     short_decoders,
+    write_run,
 )
 from dlm.decoding.tasks.humaneval import PROMPT_FORMATS, PassAtK, StopText, read_problems, read_samples, score
 from dlm.decoding.tasks.likelihood import solution_masked_ce, solution_nll
@@ -341,17 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         return fail(PROG, err)
     if init["output"] is not None:
-        rec = record(
-            out["metrics"],
-            command=[PROG, *args],
-            config={"command": command, **resolved(p, config)},
-            started=started,
-            evaluation=out["evaluation"],
-            dtype=init["dtype"],
-            seed=init["seed"],
-            **parameters(label, init),
-        )
-        write_results(Path(init["output"]) / "results.json", rec)
+        config = {"command": command, **resolved(p, config)}
+        write_run(out, init, [PROG, *args], config, started, init["dtype"])
     return 0
 
 

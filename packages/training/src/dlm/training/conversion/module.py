@@ -88,18 +88,6 @@ class ConversionModule(LanguageModule):
         self.check_evaluation(self.model)
 
     # -- the objective -------------------------------------------------------------------------
-    def corrupt(self, batch: dict[str, Tensor], strategy: Corruption, epoch: int) -> Corrupted:
-        mask_id = self.model.config.mask_token_id
-        return strategy(
-            batch["tokens"],
-            batch["index"],
-            epoch,
-            self.block_size,
-            mask_id,
-            self.seed,
-            batch.get("loss_mask"),
-        )
-
     def forward(
         self,
         noisy: Tensor,

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from dlm.core.checkpoint import checkpoint_record
 from dlm.core.fingerprint import model_fingerprint
+from dlm.core.masking import Corrupted, Corruption
 from dlm.core.protocols import Evaluation, Tokenizer
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import training_record
@@ -102,6 +103,13 @@ class LanguageModule(pl.LightningModule):
         """(path, fingerprint) of the model whose answers this module trains on: its own starting
         checkpoint (self-distillation); None from scratch."""
         return (self.init_from, self.init_fingerprint) if self.init_fingerprint else None
+
+    def corrupt(self, batch: dict[str, Tensor], strategy: Corruption, epoch: int) -> Corrupted:
+        """`strategy`'s corruption of the batch, seeded by (self.seed, sample index, epoch), only the
+        batch's `loss_mask` positions (answers of distilled data) eligible when it has one."""
+        mask_id = self.model.config.mask_token_id
+        tokens, index, scored = batch["tokens"], batch["index"], batch.get("loss_mask")
+        return strategy(tokens, index, epoch, self.block_size, mask_id, self.seed, scored)
 
     def doc_ids(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's per-token document ids when attention stays within documents, else None."""

@@ -12,7 +12,7 @@ from torch import Tensor
 from dlm.core.adapter import DraftAdapter, add_adapter, freeze_base
 from dlm.core.checkpoint import set_training
 from dlm.core.losses import HybridLoss
-from dlm.core.masking import Corrupted, Corruption, PositionDependent
+from dlm.core.masking import Corruption, PositionDependent
 from dlm.core.protocols import Evaluation, Tokenizer
 from dlm.training.architecture import Architecture
 from dlm.training.callbacks import training_record
@@ -122,22 +122,10 @@ class TriModeModule(LanguageModule):
             hidden = torch.cat(both, dim=1)
         return self.model.lm_head(hidden)
 
-    def corrupt(self, batch: dict[str, Tensor], epoch: int) -> Corrupted:
-        mask_id = self.model.config.mask_token_id
-        return self.corruption(
-            batch["tokens"],
-            batch["index"],
-            epoch,
-            self.block_size,
-            mask_id,
-            self.seed,
-            batch.get("loss_mask"),
-        )
-
     def objective(self, batch: dict[str, Tensor], epoch: int) -> dict[str, Tensor]:
         """loss, its diffusion and ar terms, and the masked predictions' ce, correct, ratio."""
         clean = batch["tokens"]
-        corrupted = self.corrupt(batch, epoch)
+        corrupted = self.corrupt(batch, self.corruption, epoch)
         logits = self(corrupted.tokens, clean, self.doc_ids(batch))
         shift = self.model.config.token_shift
         diffusion, ar = self.loss.terms(

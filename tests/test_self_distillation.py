@@ -96,3 +96,29 @@ def test_data_from_another_teacher_is_refused(distilled, tmp_path):
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match=r"was made by the target .*; distill again with this teacher$"):
         trainer.fit(module, datamodule=data)
+
+
+def test_conversion_trains_on_the_same_data(base, distilled, tmp_path):
+    from dlm.training import ConversionModule
+
+    module = ConversionModule(init_from=str(base), block_size=B, same_document=True)
+    data = DistilledDataModule(str(distilled), seq_len=224, batch_size=2, block_size=B)
+    trainer = pl.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_an_empty_answer_set_is_one_line(distilled, tmp_path):
+    import shutil
+
+    from dlm.training.drafter.distill import write_shard
+
+    empty = tmp_path / "empty"
+    shutil.copytree(distilled, empty)
+    shutil.rmtree(empty / "train")
+    write_shard([{"index": 0, "prefix": [1, 2, 3], "continuation": []}] * 8, empty / "train" / "shard-00000")
+    with pytest.raises(ValueError, match=r"empty: every train answer is empty; nothing to train on$"):
+        DistilledDataModule(str(empty), seq_len=224, block_size=B).dataset("train")

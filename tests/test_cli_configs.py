@@ -23,6 +23,19 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
 
 
+DISTILL = sorted(ROOT.glob("apps/*/distill/*.yaml"))
+
+
+@pytest.mark.parametrize("config", DISTILL, ids=lambda p: p.name)
+def test_distill_config_parses(config):
+    """Every dlm-distill config parses and builds its decoder and prompt source (nothing runs)."""
+    from dlm.training.drafter.distill import parser
+
+    p = parser()
+    built = p.instantiate_classes(p.parse_args(["--config", str(config)]))
+    assert type(built.decoder).__name__ == "ARDecoder" and built.target and built.out
+
+
 def test_configs_are_shipped():
     assert set(TINY_CHAIN) <= set(CONFIGS)
     assert ROOT / "apps/conversion/configs/qwen3-0.6b.yaml" in CONFIGS

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -239,19 +240,20 @@ def lm_eval(
     register()
     lm = DLMEvalLM(loaded, **short, max_new_tokens=max_new_tokens, batch_size=batch_size)
     specs: list[str | dict[str, Any]] = list(tasks)
-    if data is not None:
-        if len(tasks) != 1:
-            raise ValueError(f"--data replaces one task's dataset; got --tasks {' '.join(tasks)}")
-        specs = [on_local_data(manager, tasks[0], data, data_field, Path(output or ".") / "lm-eval-data")]
-    results = harness.simple_evaluate(
-        model=lm,
-        tasks=specs,
-        task_manager=manager,
-        limit=limit,
-        num_fewshot=num_fewshot,
-        log_samples=False,
-        confirm_run_unsafe_code=True,
-    )
+    if data is not None and len(tasks) != 1:
+        raise ValueError(f"--data replaces one task's dataset; got --tasks {' '.join(tasks)}")
+    with tempfile.TemporaryDirectory(prefix="dlm-lm-eval-") as scratch:  # a corpus's documents as JSONL
+        if data is not None:
+            specs = [on_local_data(manager, tasks[0], data, data_field, Path(scratch))]
+        results = harness.simple_evaluate(
+            model=lm,
+            tasks=specs,
+            task_manager=manager,
+            limit=limit,
+            num_fewshot=num_fewshot,
+            log_samples=False,
+            confirm_run_unsafe_code=True,
+        )
     metrics, report = lm.report()
     for task, numbers in results["results"].items():
         for key, value in numbers.items():
@@ -273,7 +275,6 @@ def on_local_data(manager: Any, task: str, data: str, field: str, scratch: Path)
     from dlm.core.corpora import EMBEDDED, embedded_documents
 
     if data in EMBEDDED:
-        scratch.mkdir(parents=True, exist_ok=True)
         file = scratch / f"{data}-test.jsonl"
         docs = embedded_documents(data, "test")
         file.write_text("".join(jsonlib.dumps({field: d.text}) + "\n" for d in docs), encoding="utf-8")

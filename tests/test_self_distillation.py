@@ -122,3 +122,16 @@ def test_an_empty_answer_set_is_one_line(distilled, tmp_path):
     write_shard([{"index": 0, "prefix": [1, 2, 3], "continuation": []}] * 8, empty / "train" / "shard-00000")
     with pytest.raises(ValueError, match=r"empty: every train answer is empty; nothing to train on$"):
         DistilledDataModule(str(empty), seq_len=224, block_size=B).dataset("train")
+
+
+def test_the_test_prompts_of_distilled_data_are_the_tasks_as_asked(base, distilled):
+    """A module's test decodes each held-out task's whole prompt, without padding or answer."""
+    from dlm.decoding import ARDecoder, Evaluation
+
+    evaluation = Evaluation({"ar": ARDecoder()}, prompts=3, prompt_tokens=8, max_new_tokens=4)
+    module = TriModeModule(init_from=str(base), block_size=B, same_document=True, evaluation=evaluation)
+    data = DistilledDataModule(str(distilled), seq_len=224, batch_size=2, block_size=B)
+    rows = data.dataset("test").rows
+    for batch in data.test_dataloader():
+        module.collect_prompts(batch)
+    assert module.prompts == [rows[i]["prefix"] for i in range(3)]

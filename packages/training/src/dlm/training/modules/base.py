@@ -150,7 +150,8 @@ class LanguageModule(pl.LightningModule):
     # -- decoding at test ----------------------------------------------------------------------
     @property
     def sharded(self) -> bool:
-        return isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
+        trainer = self._trainer
+        return trainer is not None and isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
 
     def check_evaluation(self, model: nn.Module, drafter: nn.Module | None = None) -> None:
         """Fail now, not after training, when a decoder cannot run on `model` (it decodes with
@@ -160,12 +161,20 @@ class LanguageModule(pl.LightningModule):
             self.evaluation.check(model, drafter)
 
     def collect_prompts(self, batch: dict[str, Tensor]) -> None:
-        """Keep the first `evaluation.prompt_tokens` tokens of test samples as decoding prompts,
-        until `evaluation.prompts` are held; none under FSDP (decoders need the whole model)."""
+        """Keep test samples' prompts for decoding until `evaluation.prompts` are held: the first
+        `evaluation.prompt_tokens` tokens of packed text, or, for distilled data (a `loss_mask` on
+        the answers), each row's whole prompt without padding and answer (the held-out tasks as the
+        model is asked them). None under FSDP (decoders need the whole model)."""
         evaluation = self.evaluation
-        if evaluation is not None and not self.sharded and len(self.prompts) < evaluation.prompts:
-            need = evaluation.prompts - len(self.prompts)
+        if evaluation is None or self.sharded or len(self.prompts) >= evaluation.prompts:
+            return
+        need = evaluation.prompts - len(self.prompts)
+        if "loss_mask" not in batch:
             self.prompts += batch["tokens"][:need, : evaluation.prompt_tokens].tolist()
+            return
+        # the prompt is the text before the answer: doc 0 (padding has its own docs), not scored
+        asked = (batch["doc_ids"] == 0) & ~batch["loss_mask"]
+        self.prompts += [row[keep].tolist() for row, keep in zip(batch["tokens"][:need], asked[:need])]
 
     def on_test_start(self) -> None:
         if self.evaluation is not None:

@@ -2,6 +2,7 @@
 alone and refused on another base."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -119,6 +120,26 @@ def test_an_adapter_saves_alone_and_loads_only_onto_its_base(tmp_path):
         load_adapter(other, tmp_path / "adapter")
     with pytest.raises(FileNotFoundError, match=r"nowhere: no adapter.json \(not a dlm draft adapter\)$"):
         load_adapter(base(), tmp_path / "nowhere")
+
+
+def test_an_adapter_carries_the_layout_it_was_trained_for(tmp_path):
+    # An HF base has no training record: the adapter's tells decoders which block it drafts.
+    from dlm.core.checkpoint import TrainingRecord, training_of
+
+    reference = base()
+    record = TrainingRecord("TriModeModule", block_size=8, clean="causal")
+    save_adapter(adapted(copy.deepcopy(reference)), tmp_path / "adapter", training=record)
+    again = copy.deepcopy(reference)
+    assert training_of(again) is None
+    load_adapter(again, tmp_path / "adapter")
+    assert training_of(again) == record
+    meta = json.loads((tmp_path / "adapter" / "adapter.json").read_text())
+    meta["training"] = {"module": "TriModeModule", "block_size": "8"}
+    (tmp_path / "adapter" / "adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match=r"adapter.json: the 'training' record's block_size must be int, got '8'$"
+    ):
+        load_adapter(copy.deepcopy(reference), tmp_path / "adapter")
 
 
 def test_bad_adapter_settings_are_one_line():

@@ -10,6 +10,7 @@ import torch
 from dlm.attention import Causal
 from dlm.core import load_model
 from dlm.core.adapter import DraftAdapter, adapter_parameters, load_adapter
+from dlm.core.checkpoint import set_training, training_of
 from dlm.core.masking import Uniform
 from dlm.training import Architecture, PackedTextDataModule, TriModeModule
 from dlm.training.callbacks import ExportCheckpoint
@@ -98,7 +99,9 @@ def test_fit_exports_the_model_whole_and_the_adapter_alone(tmp_path, corpus_dir,
         layer.attn.adapters.clear()
         layer.mlp.adapters.clear()
     base.adapter, base.mask_embedding = None, None
+    set_training(base, None)
     load_adapter(base, tmp_path / "model" / "adapter")
+    assert training_of(base) == training_of(whole) and training_of(base).block_size is not None
     tokens = batch()["tokens"]
     pos = torch.arange(32).expand(2, -1)
     gate = torch.ones_like(tokens)

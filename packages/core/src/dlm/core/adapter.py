@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -137,9 +138,13 @@ def base_fingerprint(model: nn.Module) -> str:
     return model_fingerprint(model, skip=set(adapter_parameters(model)))
 
 
-def save_adapter(model: nn.Module, directory: str | Path, **record: object) -> Path:
+def save_adapter(
+    model: nn.Module, directory: str | Path, training: Any | None = None, **record: object
+) -> Path:
     """Write the adapter alone (adapter.safetensors, adapter.json naming the base's fingerprint and
-    any extra `record` fields, such as the command that trained it), all at once."""
+    any extra `record` fields, such as the command that trained it), all at once. `training` (a
+    dlm.core.checkpoint.TrainingRecord) is the layout the adapter was trained for; the base's
+    record (an HF base has none) does not say which block its drafts were trained on."""
     if not has_adapter(model):
         raise ValueError("the model has no draft adapter to save")
     state = {n: p.detach().contiguous().cpu() for n, p in adapter_parameters(model).items()}
@@ -147,13 +152,18 @@ def save_adapter(model: nn.Module, directory: str | Path, **record: object) -> P
         save_file(state, str(tmp / WEIGHTS))
         meta = {"format": "dlm-adapter", "version": 1, "adapter": asdict(model.adapter)}
         meta["base"] = base_fingerprint(model)
+        if training is not None:
+            meta["training"] = training.to_dict()
         (tmp / RECORD).write_text(json.dumps({**meta, **record}, indent=2, default=str))
     return Path(directory)
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> DraftAdapter:
-    """Attach the adapter saved in `directory` to `model`, its base; ValueError (one line) for a
-    directory that holds no adapter or an adapter trained on another base."""
+    """Attach the adapter saved in `directory` to `model`, its base, and give the model the
+    adapter's training record when it has one (decoders take their block from it); ValueError (one
+    line) for a directory that holds no adapter or an adapter trained on another base."""
+    from dlm.core.checkpoint import TrainingRecord, set_training  # checkpoint imports this module
+
     directory = Path(directory)
     try:
         meta = json.loads((directory / RECORD).read_text(encoding="utf-8"))
@@ -169,6 +179,8 @@ def load_adapter(model: nn.Module, directory: str | Path) -> DraftAdapter:
         raise ValueError(
             f"{directory}: the adapter was trained on base {meta.get('base')}, not this model ({fingerprint})"
         )
+    training = meta.get("training")
+    training = TrainingRecord.from_dict(training, str(directory / RECORD)) if training is not None else None
     add_adapter(model, adapter)
     state = load_file(str(directory / WEIGHTS))
     mine = adapter_parameters(model)
@@ -177,4 +189,6 @@ def load_adapter(model: nn.Module, directory: str | Path) -> DraftAdapter:
     with torch.no_grad():
         for name, tensor in state.items():
             mine[name].copy_(tensor)
+    if training is not None:
+        set_training(model, training)
     return adapter

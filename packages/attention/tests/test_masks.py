@@ -103,6 +103,27 @@ def test_draft_and_verify_per_row(prefix, K):
         assert torch.equal(verify[r], brute(K, kv, lambda q, k, P=P: k < P or P <= k <= P + q))
 
 
+@pytest.mark.parametrize("prefix,K", [((0,), 1), ((4,), 3), ((2, 5, 0), 3)])
+def test_padded_masks_hide_every_key_past_the_used_ones(prefix, K):
+    # A fixed-shape forward attends over the whole preallocated cache: the slots past max(P) + K
+    # hold stale K/V and are hidden in every row; before them the mask is the mask.
+    kv, total = max(prefix) + K, max(prefix) + K + 5
+    rules = {
+        Draft: lambda P, q, k: k < P + K,
+        Verify: lambda P, q, k: k < P or P <= k <= P + q,
+    }
+    for kind, allowed in rules.items():
+        padded = kind(prefix, K).padded(K, kv, total)
+        assert padded.shape == (len(prefix), 1, K, total)
+        for r, P in enumerate(prefix):
+            want = brute(K, total, lambda q, k, P=P, allowed=allowed: k < kv and allowed(P, q, k))
+            assert torch.equal(padded[r, 0], want), (kind, r)
+    causal = Causal().padded(3, 3, 5)
+    assert causal.shape == (1, 1, 3, 5) and torch.equal(causal[0, 0], brute(3, 5, lambda q, k: k <= q))
+    with pytest.raises(ValueError, match="a padded mask needs total >= kv_len, got total=1, kv_len=2"):
+        Verify((1,), 1).padded(1, 2, 1)
+
+
 def test_same_document_per_row_and_noisy_clean_layout():
     ids = torch.tensor([[0, 0, 1, 1, 2], [3, 3, 3, 4, 4]])
     got = SameDocument(ids).materialize(5, 5)

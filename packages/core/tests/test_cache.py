@@ -88,3 +88,34 @@ def test_crop_past_length_is_a_clear_error():
     cache.advance(3)
     with pytest.raises(ValueError, match="cannot crop row 1 to 5: it holds 3 tokens"):
         cache.crop([2, 5])
+
+
+@pytest.mark.parametrize("mask_kind", [Verify, Draft])
+def test_a_fixed_shape_forward_equals_the_cached_forward(mask_kind):
+    # dlm.core.compiled's forward, run eagerly: the whole buffers, a padded mask and tensor slots
+    # give the cached forward's logits and leave the same K/V in every used slot, ragged rows too.
+    from dlm.core.compiled import fixed_forward
+
+    model = tiny().double()
+    g = torch.Generator().manual_seed(2)
+    caches = [model.new_cache(batch=3, max_len=24) for _ in range(2)]
+    prefix = torch.randint(0, 50, (3, 6), generator=g)
+    for cache in caches:
+        model(prefix, torch.arange(6).expand(3, -1), Causal(), cache=cache)
+        cache.crop([6, 2, 4])
+    width = 4
+    tokens = torch.randint(0, 50, (3, width), generator=g)
+    positions = torch.tensor([[6, 7, 8, 9], [2, 3, 4, 5], [4, 5, 6, 7]])
+    mask = mask_kind((6, 2, 4), width)
+    want = model(tokens, positions, mask, cache=caches[0], commit=True)
+    fixed, index = caches[1], caches[1].slot_index(width)
+    got = fixed_forward(
+        model, tokens, positions, mask.padded(width, 6 + width, 24), fixed.k, fixed.v, index, None
+    )
+    fixed.advance(width)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for row, length in enumerate(caches[0].lengths):
+        for buffer in ("k", "v"):
+            torch.testing.assert_close(
+                getattr(fixed, buffer)[:, row, :, :length], getattr(caches[0], buffer)[:, row, :, :length]
+            )

@@ -1,11 +1,9 @@
 """Decoding with a draft adapter: draft forwards are marked and use it, every other forward is the
 base's, so AR decoding is the base's exactly and speculation stays lossless against the base."""
 
-import copy
-
 import torch
+from adapters import with_adapter
 
-from dlm.core.adapter import DraftAdapter, adapter_parameters, add_adapter
 from dlm.decoding import (
     ARDecoder,
     BlockDiffusionDecoder,
@@ -13,17 +11,6 @@ from dlm.decoding import (
     SelfSpeculativeDecoder,
 )
 from dlm.decoding.layout import Layout
-
-
-def with_adapter(model, seed=5):
-    """A copy of `model` with a random draft adapter (test_lossless.py samples with one too)."""
-    model = copy.deepcopy(model)
-    add_adapter(model, DraftAdapter(targets=("q", "o", "up"), rank=4, alpha=8.0))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in adapter_parameters(model).values():
-            parameter.add_(torch.randn(parameter.shape, generator=g, dtype=parameter.dtype) * 0.5)
-    return model
 
 
 def test_draft_segments_are_the_gate():

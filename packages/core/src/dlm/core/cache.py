@@ -70,6 +70,12 @@ class KVCache:
         index = starts + torch.arange(q_len, device=self.k.device)
         return Slots(start=None, index=index, view_len=view_len)
 
+    def slot_index(self, q_len: int) -> Tensor:
+        """(batch, q_len): the slots q_len more tokens go to in each row, after the overflow check."""
+        self.prepare(q_len)
+        starts = torch.tensor(self._lengths, device=self.k.device).unsqueeze(1)
+        return starts + torch.arange(q_len, device=self.k.device)
+
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
         """Store k, v (batch, kv_heads, q, head_dim) in their slots; return this layer's keys and values
         over [0, view_len)."""
@@ -79,9 +85,7 @@ class KVCache:
             k_store[:, :, slots.start : end] = k
             v_store[:, :, slots.start : end] = v
         else:
-            rows = torch.arange(k.shape[0], device=k.device).unsqueeze(1)
-            k_store[rows, :, slots.index] = k.transpose(1, 2)
-            v_store[rows, :, slots.index] = v.transpose(1, 2)
+            write_rows(k_store, v_store, k, v, slots.index)
         return k_store[:, :, : slots.view_len], v_store[:, :, : slots.view_len]
 
     def advance(self, q_len: int) -> None:
@@ -103,6 +107,33 @@ class KVCache:
 
     def reset(self) -> None:
         self._lengths = [0] * self.batch
+
+
+def write_rows(k_store: Tensor, v_store: Tensor, k: Tensor, v: Tensor, index: Tensor) -> None:
+    """k, v (batch, kv_heads, q, head_dim) into slots index (batch, q) of each row's store."""
+    rows = torch.arange(k.shape[0], device=k.device).unsqueeze(1)
+    k_store[rows, :, index] = k.transpose(1, 2)
+    v_store[rows, :, index] = v.transpose(1, 2)
+
+
+class FixedView:
+    """A KVCache seen by one fixed-shape forward (dlm.core.compiled): the slots come in as a tensor
+    and every layer attends over its whole buffer, so nothing the forward sees changes shape or
+    Python value from step to step and one compiled graph serves them all. The mask hides the slots
+    past each row's keys; the caller advances the KVCache."""
+
+    def __init__(self, k: Tensor, v: Tensor, index: Tensor) -> None:
+        self.k, self.v, self.index = k, v, index
+
+    def prepare(self, q_len: int) -> Slots:
+        return Slots(start=None, index=self.index, view_len=self.k.shape[3])
+
+    def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
+        write_rows(self.k[layer], self.v[layer], k, v, slots.index)
+        return self.k[layer], self.v[layer]
+
+    def advance(self, q_len: int) -> None:
+        """Nothing: a fixed-shape forward never commits on its own (see CompiledForward)."""
 
 
 class PrefixCache:

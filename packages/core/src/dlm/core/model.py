@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlm.attention import Mask, attend
-from dlm.core.cache import KVCache, PrefixCache, Slots
+from dlm.core.cache import FixedView, KVCache, PrefixCache, Slots
 from dlm.core.config import ModelConfig
 from dlm.core.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -53,8 +53,8 @@ class Attention(nn.Module):
         x: Tensor,
         cos: Tensor,
         sin: Tensor,
-        mask: Mask,
-        cache: KVCache | None,
+        mask: Mask | Tensor,
+        cache: KVCache | FixedView | None,
         layer: int,
         slots: Slots | None,
         draft: Tensor | None = None,
@@ -69,7 +69,10 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.write(layer, k, v, slots)
-        out = attend(q, k, v, mask, backend=self.backend)
+        if isinstance(mask, Tensor):  # a fixed-shape forward's padded mask over the whole cache
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+        else:
+            out = attend(q, k, v, mask, backend=self.backend)
         return project(self, "o", out.transpose(1, 2).reshape(b, t, -1), draft)
 
 
@@ -108,7 +111,7 @@ class Block(nn.Module):
         x: Tensor,
         cos: Tensor,
         sin: Tensor,
-        mask: Mask,
+        mask: Mask | Tensor,
         cache,
         layer,
         slots,
@@ -172,8 +175,8 @@ class Transformer(nn.Module):
         self,
         tokens: Tensor,
         positions: Tensor,
-        mask: Mask,
-        cache: KVCache | None = None,
+        mask: Mask | Tensor,
+        cache: KVCache | FixedView | None = None,
         commit: bool = True,
         draft: Tensor | None = None,
     ) -> Tensor:
@@ -182,7 +185,8 @@ class Transformer(nn.Module):
         With a cache, the new tokens' K/V go into each row's next free slots and the mask covers
         (length, max(cache lengths) + length); commit=False leaves the cache's lengths unchanged.
         `draft` (batch, length; bool or 0/1) marks the draft tokens a draft adapter acts on; None
-        (or no adapter) is the base model.
+        (or no adapter) is the base model. A tensor mask (rows, 1, length, keys) goes to SDPA as it
+        is: a fixed-shape forward's mask over a FixedView's whole buffers (dlm.core.compiled).
         """
         return self.lm_head(self.hidden(tokens, positions, mask, cache, commit, draft))
 
@@ -190,8 +194,8 @@ class Transformer(nn.Module):
         self,
         tokens: Tensor,
         positions: Tensor,
-        mask: Mask,
-        cache: KVCache | PrefixCache | None = None,
+        mask: Mask | Tensor,
+        cache: KVCache | FixedView | PrefixCache | None = None,
         commit: bool = True,
         draft: Tensor | None = None,
     ) -> Tensor:

@@ -36,7 +36,9 @@ class DecodeStats:
     position_accepts: list[int] = field(default_factory=list)
     """How often draft position k was accepted."""
     seconds: float = 0.0
-    """Wall time of the generate() call, prefill included."""
+    """Wall time of the generate() call, prefill included, compiling excluded."""
+    compile_seconds: float = 0.0
+    """Wall time spent compiling (the first forward of each new shape with compile on)."""
 
     def count(self, model: str, rows: int, calls: int = 1) -> None:
         """Record one batched forward of `model` over `rows` rows still generating."""
@@ -98,6 +100,7 @@ class DecodeStats:
             position_trials=add_lists(self.position_trials, other.position_trials),
             position_accepts=add_lists(self.position_accepts, other.position_accepts),
             seconds=self.seconds + other.seconds,
+            compile_seconds=self.compile_seconds + other.compile_seconds,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -111,6 +114,7 @@ class DecodeStats:
             "tau": self.tau,
             "tokens_per_second": self.tokens_per_second,
             "seconds": self.seconds,
+            "compile_seconds": self.compile_seconds,
             "acceptance_by_position": self.acceptance_by_position,
         }
 

@@ -21,6 +21,10 @@ class ARDecoder(CachedDecoder):
         seed: seeds the generator that every sampled token draws from (one per generate call).
         eos_id: a row stops after emitting it (None: only the budget stops rows).
         max_len: cache capacity (default model.config.max_seq_len).
+        compile: run every forward but the prefill fixed-shape and compiled (dlm.core.compiled; the
+            same tokens, compile time reported apart); None: on for CUDA, off elsewhere (on this
+            project's CPU the weights' matmuls dominate and compiling does not pay, see the
+            decoding README).
     """
 
     def __init__(
@@ -31,8 +35,9 @@ class ARDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
+        compile: bool | None = None,
     ) -> None:
-        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 
     @torch.no_grad()
     def decode(self, model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> Decoding:

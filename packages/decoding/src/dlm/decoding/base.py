@@ -18,7 +18,7 @@ from torch import nn
 from dlm.core.cache import KVCache
 from dlm.core.stats import DecodeStats
 from dlm.decoding.sampling import Sampler
-from dlm.decoding.stream import Stream, new_cache
+from dlm.decoding.stream import Stream, device_of, new_cache
 
 
 @dataclass
@@ -50,9 +50,12 @@ class CachedDecoder:
         seed: int,
         eos_id: int | None,
         max_len: int | None,
+        compile: bool | None = None,
     ) -> None:
+        if compile is not None and not isinstance(compile, bool):
+            raise ValueError(f"compile must be True, False or None (the device's default), got {compile!r}")
         self.sampler = Sampler(temperature, top_k, top_p)
-        self.seed, self.eos_id, self.max_len = seed, eos_id, max_len
+        self.seed, self.eos_id, self.max_len, self.compile = seed, eos_id, max_len, compile
 
     def check(self, model: nn.Module) -> None:
         """Raise ValueError when this decoder cannot run on `model`, warn (LayoutWarning) when its
@@ -64,6 +67,10 @@ class CachedDecoder:
         record), after the checks of `check`. decode() starts with it, so a decoder checks a model
         the same way before and during decoding. The base decoder (AR) needs nothing of the model."""
         return None
+
+    def compiles(self, model: nn.Module) -> bool:
+        """Whether this decode compiles its forwards: `compile`, else on for CUDA only."""
+        return self.compile if self.compile is not None else device_of(model).type == "cuda"
 
     def bind_drafter(self, drafter: nn.Module) -> None:
         raise ValueError(f"{type(self).__name__} drafts with its model; it takes no drafter")
@@ -89,8 +96,9 @@ class CachedDecoder:
         """The checked prompts, the model's stream with them prefilled (a cache with `scratch`
         slots beyond prompt + budget), each row's progress, and the generator samples draw from."""
         prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-        cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len)
-        target = Stream("target", model, cache, stats, filler=filler)
+        compile = self.compiles(model)
+        cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len, compile)
+        target = Stream("target", model, cache, stats, filler, compile)
         rows = Progress(prompts, max_new_tokens, self.eos_id, stats, self.stop)
         target.prefill(prompts)
         return prompts, target, rows, torch.Generator().manual_seed(self.seed)

@@ -67,7 +67,7 @@ class BlockDiffusionDecoder(CachedDecoder):
         None: the model's training record's clean, else "causal".
     fold: take t' from the cross-block prediction (one more masked position of the block) and fold
         the commit into the next forward; None means "when the model has token shift" (fold needs it).
-    temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder; with temperature > 0 each
+    temperature, top_k, top_p, seed, eos_id, max_len, compile: as for ARDecoder; with temperature > 0 each
         filled token is sampled and its confidence is its sampled probability.
     """
 
@@ -84,6 +84,7 @@ class BlockDiffusionDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.block_size = None if block_size is None else block_length(block_size)
         if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
@@ -94,7 +95,7 @@ class BlockDiffusionDecoder(CachedDecoder):
             raise ValueError(f"clean must be 'causal', 'block' or None, got {clean!r}")
         self.clean = clean
         self.fold = fold
-        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 
     def resolve(self, model: nn.Module) -> Blocks:
         who = type(self).__name__

@@ -44,7 +44,7 @@ class DrafterSpeculativeDecoder(CachedDecoder):
     cross_block: with a token-shift drafter, use its cross-block prediction as a (k+1)-th draft.
         Refused for a drafter whose training record names dlm.training's DrafterModule, whose
         loss never reads that logit.
-    temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder (the drafter samples its
+    temperature, top_k, top_p, seed, eos_id, max_len, compile: as for ARDecoder (the drafter samples its
         drafts with the same settings; the target accepts them losslessly).
 
     generate(model=target, ...). Stats count "target" and "drafter" forwards; TPF is per target forward.
@@ -63,11 +63,12 @@ class DrafterSpeculativeDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.drafter = drafter
         self.k = None if k is None else positive("k", k)
         self.cross_block = cross_block
-        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 
     def bind_drafter(self, drafter: nn.Module) -> None:
         self.drafter = drafter
@@ -132,8 +133,9 @@ class DrafterSpeculativeDecoder(CachedDecoder):
             prompts, target, rows, generator = self.start(
                 model, prompts, max_new_tokens, m + 2, stats, mask_id
             )
-            drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, m + k + 3, self.max_len)
-            drafter = Stream("drafter", self.drafter, drafter_cache, stats, filler=mask_id)
+            compile = self.compiles(model)
+            drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, m + k + 3, self.max_len, compile)
+            drafter = Stream("drafter", self.drafter, drafter_cache, stats, mask_id, compile)
             drafter.prefill(prompts)
             behind: list[list[int]] = [[] for _ in prompts]  # committed by the target, not yet by the drafter
             while rows.active:

@@ -41,7 +41,7 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
         k: masks per draft block; None: the model's training record's (its k, else block_size - 1).
             An explicit k other than the record's block_size - 1 is warned about (LayoutWarning).
         quadratic: draft k + 1 candidate blocks per forward instead of one.
-        temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
+        temperature, top_k, top_p, seed, eos_id, max_len, compile: as for ARDecoder.
     """
 
     def __init__(
@@ -54,10 +54,11 @@ class FusedSelfSpeculativeDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.k = None if k is None else positive("k", k)
         self.quadratic = quadratic
-        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 
     def resolve(self, model: nn.Module) -> tuple[int, int]:
         """(the model's mask id, k)."""

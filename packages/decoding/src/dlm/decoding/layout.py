@@ -61,19 +61,23 @@ class Layout:
     def width(self) -> int:
         return max(len(q) for q in self.rows)
 
-    def build(self, device: torch.device, filler: int = 0) -> tuple[Tensor, Tensor, Mask, Tensor | None]:
+    def build(
+        self, device: torch.device, filler: int = 0, width: int | None = None
+    ) -> tuple[Tensor, Tensor, Mask, Tensor | None]:
         """tokens (rows, width), positions (rows, width), the mask and the draft gate (rows, width;
-        None when no segment is a draft).
+        None when no segment is a draft). `width` (at least the layout's) pads every row to it.
 
         Rows with nothing to do (finished rows) copy the shape of a busy row, filled with `filler`, so
         a uniform forward keeps its Draft/Verify mask; shorter rows are padded with queries that see
         only the prefix and themselves. Both produce logits that nobody reads and K/V that the caller
         crops away.
         """
-        width = self.width
-        if width == 0:
+        if self.width == 0:
             raise ValueError("a forward needs at least one new token in some row")
-        template = next(q for q in self.rows if len(q) == width)
+        if width is not None and width < self.width:
+            raise ValueError(f"cannot build a layout of width {self.width} at width {width}")
+        template = next(q for q in self.rows if len(q) == self.width)
+        width = self.width if width is None else width
         rows = []
         for prefix, queries in zip(self.prefix_lens, self.rows, strict=True):
             if not queries:

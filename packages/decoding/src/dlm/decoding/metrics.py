@@ -68,8 +68,9 @@ def decode_metrics(
 ) -> dict[str, float]:
     """The one metric schema, per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s",
     "<name>/distinct4", "<name>/tau" and accept@k / reach@k (decoders with verify steps),
-    "<name>/drafter_forwards_per_token" (an external drafter), "<name>/ar_nll" (with a reference
-    model and the prompts) and, when `baseline` names one of the runs, "<name>/speedup" (tok/s
+    "<name>/drafter_forwards_per_token" (an external drafter), "<name>/compile_s" (compiled
+    forwards: the seconds compiling took, apart from tokens_per_s), "<name>/ar_nll" (with a
+    reference model and the prompts) and, when `baseline` names one of the runs, "<name>/speedup" (tok/s
     ratio to it) and "<name>/agreement" (same token at the same position as its output)."""
     out = {}
     base = runs.get(baseline) if baseline is not None else None
@@ -78,6 +79,8 @@ def decode_metrics(
         out[f"{name}/tokens_per_s"] = stats.tokens_per_second
         if stats.accepted:
             out[f"{name}/tau"] = stats.tau
+        if stats.compile_seconds:
+            out[f"{name}/compile_s"] = stats.compile_seconds
         if base is not None:
             base_speed = base[1].tokens_per_second
             out[f"{name}/speedup"] = stats.tokens_per_second / base_speed if base_speed else 0.0
@@ -115,6 +118,7 @@ def decode_report(
                 "rows": stats.rows,
                 "tokens": stats.tokens,
                 "seconds": stats.seconds,
+                "compile_seconds": stats.compile_seconds,
                 "forwards": dict(stats.forwards),
                 **of(name, metrics),
             }
@@ -162,6 +166,7 @@ def decode_table(names: Sequence[str], metrics: Mapping[str, Any], baseline: str
         ("AR NLL", _format("ar_nll", "{:.3f}")),
         ("distinct 4-grams", _format("distinct4", "{:.2f}")),
         ("drafter fwd/tok", _format("drafter_forwards_per_token", "{:.2f}")),
+        ("compile s", _format("compile_s", "{:.0f}")),
     ]
     cells = {name: [cell(of(name, metrics)) for _, cell in columns] for name in names}
     keep = [i for i in range(len(columns)) if any(cells[n][i] is not None for n in names)]

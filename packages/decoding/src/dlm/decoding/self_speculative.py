@@ -33,7 +33,7 @@ class SelfSpeculativeDecoder(CachedDecoder):
             An explicit k other than the record's block_size - 1 is warned about (LayoutWarning).
         cross_block: with token shift, also use the draft's last logit (which predicts the token
             after the block) as a (k+1)-th draft. Needs a token-shift model.
-        temperature, top_k, top_p, seed, eos_id, max_len: as for ARDecoder.
+        temperature, top_k, top_p, seed, eos_id, max_len, compile: as for ARDecoder.
     """
 
     def __init__(
@@ -46,10 +46,11 @@ class SelfSpeculativeDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.k = None if k is None else positive("k", k)
         self.cross_block = cross_block
-        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len)
+        super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 
     def resolve(self, model: nn.Module) -> tuple[int, int]:
         """(the model's mask id, k)."""

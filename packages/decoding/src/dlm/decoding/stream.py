@@ -1,5 +1,11 @@
 """One model with its KV cache during a decode: the cache sized for prompt + budget + scratch, the
-prompt prefill, batched forwards over a Layout counted per active row, and the wall-time counter."""
+prompt prefill, batched forwards over a Layout counted per active row, and the wall-time counter.
+
+With compile on, every forward but the prefill runs fixed-shape and compiled (dlm.core.compiled):
+its width padded to a power of two, so a decoder whose forwards vary in width compiles a few graphs;
+the cache gets the scratch slots the padded widths need. The padding queries see only the prefix
+and themselves, and their K/V land in scratch slots the caller crops away, as a short row's do.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from torch import Tensor, nn
 
 from dlm.attention import Causal
 from dlm.core.cache import KVCache
+from dlm.core.compiled import compiled_forward
 from dlm.core.stats import DecodeStats
 from dlm.decoding.layout import Layout
 
@@ -18,10 +25,23 @@ if TYPE_CHECKING:  # base.py imports this module; Progress is only an annotation
     from dlm.decoding.base import Progress
 
 
+def padded_width(width: int) -> int:
+    """The width a compiled forward of `width` new tokens runs at: the next power of two."""
+    return 1 << (width - 1).bit_length()
+
+
 def new_cache(
-    model: nn.Module, prompts: list[list[int]], max_new_tokens: int, scratch: int, max_len: int | None
+    model: nn.Module,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    scratch: int,
+    max_len: int | None,
+    compile: bool = False,
 ) -> KVCache:
-    """A cache with room for the longest prompt, the budget and one forward's scratch slots."""
+    """A cache with room for the longest prompt, the budget and one forward's scratch slots (with
+    compile: the scratch of its padded width)."""
+    if compile:
+        scratch = padded_width(scratch)
     cap = max_len if max_len is not None else model.config.max_seq_len
     longest = max(len(p) for p in prompts)
     if longest > cap:
@@ -43,10 +63,17 @@ class Stream:
     """One model with its cache: prefill, batched forwards over a Layout, counted per active row."""
 
     def __init__(
-        self, name: str, model: nn.Module, cache: KVCache, stats: DecodeStats, filler: int = 0
+        self,
+        name: str,
+        model: nn.Module,
+        cache: KVCache,
+        stats: DecodeStats,
+        filler: int = 0,
+        compile: bool = False,
     ) -> None:
         self.name, self.model, self.cache, self.stats, self.filler = name, model, cache, stats, filler
         self.device = device_of(model)
+        self.compiled = compiled_forward(model) if compile else None
 
     def prefill(self, prompts: list[list[int]]) -> None:
         """Commit every prompt but its last token (which is pending)."""
@@ -68,8 +95,15 @@ class Stream:
     def forward(self, layout: Layout, active: int, commit: bool) -> Tensor:
         """Logits (rows, width, vocab). With commit the cache advances every row by the width; the
         caller then crops each row to what it keeps (`settle`)."""
-        tokens, positions, mask, draft = layout.build(self.device, self.filler)
-        logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit, draft=draft)
+        if self.compiled is None:
+            tokens, positions, mask, draft = layout.build(self.device, self.filler)
+            logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit, draft=draft)
+        else:
+            width = padded_width(layout.width)
+            tokens, positions, mask, draft = layout.build(self.device, self.filler, width)
+            before = self.compiled.compile_seconds
+            logits = self.compiled(tokens, positions, mask, self.cache, commit, draft)
+            self.stats.compile_seconds += self.compiled.compile_seconds - before
         self.stats.count(self.name, active)
         return logits
 
@@ -83,8 +117,9 @@ class Timer:
         self.stats = stats
 
     def __enter__(self) -> Timer:
-        self.start = time.perf_counter()
+        self.start, self.compiling = time.perf_counter(), self.stats.compile_seconds
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stats.seconds += time.perf_counter() - self.start
+        compiling = self.stats.compile_seconds - self.compiling  # reported apart, not decode time
+        self.stats.seconds += time.perf_counter() - self.start - compiling

@@ -39,6 +39,18 @@ class Mask:
         dense = dense.expand(self.rows, q_len, kv_len)
         return dense[0] if self.rows == 1 else dense
 
+    def padded(self, q_len: int, kv_len: int, total: int, device: torch.device | str | None = None) -> Tensor:
+        """The mask over `total` >= kv_len keys, those past kv_len hidden, shaped for SDPA: (rows, 1,
+        q_len, total). A fixed-shape forward attends over a whole preallocated cache with it, so its
+        shapes stay the same from step to step while kv_len grows."""
+        if total < kv_len:
+            raise ValueError(f"a padded mask needs total >= kv_len, got total={total}, kv_len={kv_len}")
+        dense = self.materialize(q_len, kv_len, device=device)
+        dense = dense.expand(self.rows, q_len, kv_len) if dense.dim() == 2 else dense
+        padded = torch.zeros(self.rows, 1, q_len, total, dtype=torch.bool, device=device)
+        padded[:, 0, :, :kv_len] = dense
+        return padded
+
     def xformers_bias(self, q_len: int, kv_len: int) -> Any | None:
         """An xformers AttentionBias for this mask, or None when xformers has no structured one (the
         xformers backend then passes the materialized mask as a tensor bias). Only the xformers

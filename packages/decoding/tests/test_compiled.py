@@ -54,11 +54,13 @@ def test_every_decoder_gives_its_eager_tokens_compiled(traced, make_model, name,
 def test_one_graph_serves_every_step_of_a_width(traced, make_model, name):
     # AR feeds width 1 and self-speculation width k + 1 at every step, an adapter model's draft and
     # verify forwards alike (its gate is an input): a recompile would mean a step's Python values
-    # (lengths, slots, the mask's prefix) leaked into the graph.
+    # (lengths, slots, the mask's prefix) leaked into the graph. Longer prompts of the same batch
+    # reuse it too: the cache's length is rounded up.
     model = with_adapter(make_model())
     torch._dynamo.config.error_on_recompile = True
     try:
         DECODERS[name](None, compile=True).generate(model, PROMPTS, 16)
+        DECODERS[name](None, compile=True).generate(model, [p + [1, 2, 3] for p in PROMPTS], 20)
     finally:
         torch._dynamo.config.error_on_recompile = False
     assert len(compiled_forward(model).shapes) == 1

@@ -53,6 +53,9 @@ class CompiledForward:
     """
 
     def __init__(self, model: nn.Module, mode: str | None = None) -> None:
+        # Every model, width, batch and cache length compiles the one function fixed_forward: with
+        # dynamo's default limit of 8 graphs per function the ninth would run eagerly, silently.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.model = model
         self.compiled = torch.compile(fixed_forward, dynamic=False, mode=mode)
         self.shapes: set[tuple] = set()

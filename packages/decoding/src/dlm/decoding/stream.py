@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # base.py imports this module; Progress is only an annotation
     from dlm.decoding.base import Progress
 
 
+LENGTH_STEP = 256
+
+
 def padded_width(width: int) -> int:
     """The width a compiled forward of `width` new tokens runs at: the next power of two."""
     return 1 << (width - 1).bit_length()
@@ -38,8 +41,10 @@ def new_cache(
     max_len: int | None,
     compile: bool = False,
 ) -> KVCache:
-    """A cache with room for the longest prompt, the budget and one forward's scratch slots (with
-    compile: the scratch of its padded width)."""
+    """A cache with room for the longest prompt, the budget and one forward's scratch slots. With
+    compile: the scratch of its padded width, and a length rounded up to a multiple of LENGTH_STEP
+    (within the cap), since a compiled forward's shapes include the cache's length and prompt sets
+    of similar lengths should share its graphs."""
     if compile:
         scratch = padded_width(scratch)
     cap = max_len if max_len is not None else model.config.max_seq_len
@@ -52,6 +57,8 @@ def new_cache(
             f"a prompt of {longest} tokens + max_new_tokens={max_new_tokens} + {scratch} scratch slots "
             f"exceed the cache (max_len={cap}); lower max_new_tokens or raise max_len"
         )
+    if compile:
+        need = min(cap, -(-need // LENGTH_STEP) * LENGTH_STEP)
     return model.new_cache(len(prompts), need)
 
 

@@ -232,8 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     for compile in (False, True):
         one, wide = forward_ms(model, 1, compile, 20), forward_ms(model, k + 1, compile, 20)
         tag = "compiled" if compile else "eager"
-        metrics |= {f"forward/{tag}/ms_1": one, f"forward/{tag}/ms_{k + 1}": wide, f"forward/{tag}/ratio": wide / one}
-        print(f"| 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | {wide / one:.2f}x |")
+        metrics |= {
+            f"forward/{tag}/ms_1": one,
+            f"forward/{tag}/ms_{k + 1}": wide,
+            f"forward/{tag}/ratio": wide / one,
+        }
+        print(
+            f"| 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | {wide / one:.2f}x |"
+        )
 
     if args.results:
         fields = {"experiment": "bench", "variant": "smollm2", "seed": 0, "dtype": "per row"}

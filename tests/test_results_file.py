@@ -61,6 +61,7 @@ def test_evaluation_report_and_rank_zero(tmp_path):
     module.evaluation_report = {"decoders": {"ar": {"tpf": 1.0}}}
     writer = ResultsWriter(path=str(tmp_path / "r.json"), experiment="e", variant="v")
     writer.bind(["dlm", "test"], {"seed_everything": 7}, [])
+    writer.commit = "abc123"  # what bind read: the file records the run's start, not HEAD at its end
     trainer = SimpleNamespace(
         callback_metrics={"test/x": torch.tensor(2.5), "test/vec": torch.ones(3), "test/nan": float("nan")},
         is_global_zero=False,
@@ -76,6 +77,7 @@ def test_evaluation_report_and_rank_zero(tmp_path):
     assert data["evaluation"] == {"decoders": {"ar": {"tpf": 1.0}}}
     assert data["metrics"] == {"test/nan": None, "test/x": 2.5}  # vectors dropped, NaN as null
     assert (data["seed"], data["dtype"], data["precision"]) == (7, "bfloat16", "bf16-true")
+    assert data["commit"] == "abc123"
 
 
 def test_default_names():

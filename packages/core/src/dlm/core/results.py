@@ -84,15 +84,17 @@ def record(
     command: list[str] | None = None,
     config: Mapping[str, Any] | None = None,
     started: float | None = None,
+    commit: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """A results record: `metrics` plus provenance. `started` (time.time() at the run's start)
-    gives the wall time; extra `fields` (evaluation report, experiment, variant, seed, dtype, ...)
-    are kept as given."""
+    gives the wall time; `commit` the code the run started from (default: HEAD now; a long run
+    should pass the one it read at its start, since HEAD may move while it runs); extra `fields`
+    (evaluation report, experiment, variant, seed, dtype, ...) are kept as given."""
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "command": list(sys.argv if command is None else command),
-        "commit": git_commit(),
+        "commit": commit if commit is not None else git_commit(),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -22,7 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from dlm.core.results import record, write_results
+from dlm.core.results import git_commit, record, write_results
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -74,6 +74,7 @@ class ResultsWriter(pl.Callback):
         self.config: dict[str, Any] | None = None
         self.seed: int | None = None
         self.started: float | None = None
+        self.commit: str | None = None
         self.stages: list[str] = []
         self.metrics: dict[str, float] = {}
         self.steps: int | None = None
@@ -90,6 +91,7 @@ class ResultsWriter(pl.Callback):
         when the CLI started (time.time())."""
         self.command, self.config = command, config
         self.started = started if started is not None else time.time()
+        self.commit = git_commit()  # the code this run started from: HEAD may move while it runs
         experiment, variant = default_names(config_files)
         self.experiment = self.experiment or experiment
         self.variant = self.variant or variant
@@ -124,6 +126,7 @@ class ResultsWriter(pl.Callback):
             command=self.command,
             config=self.config,
             started=self.started,
+            commit=self.commit,
             experiment=self.experiment,
             variant=self.variant,
             seed=self.seed,

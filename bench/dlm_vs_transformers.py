@@ -1,128 +1,260 @@
-"""dlm's ARDecoder against transformers' generate on one HF checkpoint, side by side.
+"""Compiled decoding against eager decoding and against transformers, on one HF checkpoint.
 
     python bench/dlm_vs_transformers.py --checkpoint checkpoints/SmolLM2-135M-Instruct \
-        --num-prompts 8 --max-new-tokens 64 --batch-sizes 1 8 --dtypes float32 bfloat16 float64
+        --adapter apps/trimode/adapters/smollm2-135m --results bench/results/dlm_vs_transformers/smollm2.json
 
-The prompts are the first --num-prompts HumanEval prompts (raw, no chat template), tokenized once
-with the checkpoint's tokenizer and fed to both as token ids. Greedy, exactly --max-new-tokens
-tokens per prompt (EOS does not stop either, so both do the same work). dlm loads the checkpoint
-with dlm.core.from_hf (one [MASK] row added, its logit never chosen); transformers with
-AutoModelForCausalLM (left padding and an attention mask at batch > 1). Per dtype and batch size:
-tok/s of each (the best of --repeats runs, the two interleaved so they share the machine's load),
-their ratio, token agreement and greedy-prefix agreement with transformers, and dlm's agreement
-with its own batch-1 output. Nothing is asserted; on a shared CPU read the ratios.
+1. AR: tok/s of dlm eager, dlm compiled (dlm.core.compiled), transformers' default `generate` and
+   transformers with its static cache and torch.compile (the fair anchor), for each --ar
+   dtype:batch; the first --num-prompts HumanEval prompts (raw), exactly --max-new-tokens greedy
+   tokens (EOS does not stop), token agreement with transformers' default.
+2. Speculative decoders (--decoders; the checkpoint with --adapter, float32, batch 1): tok/s with
+   compile off and on, TPF, agreement with AR.
+3. One cached forward of k + 1 tokens against one of 1 token after a 256-token prefix (batch 1,
+   float32), compile off and on: the ratio a speculative step pays for its width.
+
+Every engine runs once to warm up (that run compiles; its time is reported as compile seconds),
+then --repeats timed runs, engines interleaved so they share the machine's load; the fastest
+counts. The bandwidth limit: weight bytes a token reads (parameters x dtype size, a tied head once)
+over the memory bandwidth a large tensor copy reaches here. Nothing is asserted: read the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 
 import torch
 
+from dlm.attention import Causal, Verify
 from dlm.core import load_model
+from dlm.core.adapter import load_adapter
 from dlm.core.checks import DTYPES
-from dlm.core.stats import agreement, prefix_agreement
-from dlm.decoding import ARDecoder
+from dlm.core.compiled import compiled_forward
+from dlm.core.results import record, write_results
+from dlm.core.stats import DecodeStats, agreement
+from dlm.decoding import ARDecoder, FusedSelfSpeculativeDecoder, SelfSpeculativeDecoder
 from dlm.decoding.tasks.humaneval import read_problems
 
 
-def dlm_generate(model, prompts: list[list[int]], new: int, batch: int) -> tuple[list[list[int]], float]:
-    decoder, out, seconds = ARDecoder(), [], 0.0
-    for s in range(0, len(prompts), batch):
+def bandwidth_gb_s(megabytes: int = 512) -> float:
+    """Read + write bytes per second of the best of five copies of a large tensor."""
+    src = torch.ones(megabytes * 2**20 // 4)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
         start = time.perf_counter()
-        tokens, _ = decoder.generate(model, prompts[s : s + batch], new)
-        seconds += time.perf_counter() - start
-        out += tokens
-    return out, seconds
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def dlm_engine(model, compile: bool):
+    decoder = ARDecoder(compile=compile)
+
+    def run(prompts, new, batch):
+        out, seconds, compiling = [], 0.0, 0.0
+        for s in range(0, len(prompts), batch):
+            tokens, stats = decoder.generate(model, prompts[s : s + batch], new)
+            out += tokens
+            seconds += stats.seconds
+            compiling += stats.compile_seconds
+        return out, seconds, compiling
+
+    return run
+
+
+def hf_engine(model, pad: int, static: bool):
+    from transformers import CompileConfig
+
+    config = None
+    if static:
+        config = CompileConfig(dynamic=False)
+        config._compile_all_devices = True  # transformers compiles on accelerators only by default
+
+    @torch.no_grad()
+    def run(prompts, new, batch):
+        out, seconds, compiling = [], 0.0, 0.0
+        for s in range(0, len(prompts), batch):
+            chunk = prompts[s : s + batch]
+            width = max(len(p) for p in chunk)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+            extra = {"cache_implementation": "static", "compile_config": config} if static else {}
+            start = time.perf_counter()
+            result = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=new,
+                min_new_tokens=new,
+                pad_token_id=pad,
+                **extra,
+            )
+            seconds += time.perf_counter() - start
+            out += result[:, width:].tolist()
+        return out, seconds, compiling
+
+    return run
+
+
+def timed(engines, prompts, new, batch, repeats):
+    """Per engine: (tokens, best seconds, warm-up seconds beyond the best: the compile time)."""
+    warm = {name: run(prompts, new, batch) for name, run in engines.items()}
+    best = {name: float("inf") for name in engines}
+    for _ in range(repeats):
+        for name, run in engines.items():
+            best[name] = min(best[name], run(prompts, new, batch)[1])
+    return {
+        name: (warm[name][0], best[name], max(0.0, warm[name][1] + warm[name][2] - best[name]))
+        for name in engines
+    }
 
 
 @torch.no_grad()
-def hf_generate(
-    model, prompts: list[list[int]], new: int, batch: int, pad: int
-) -> tuple[list[list[int]], float]:
-    out, seconds = [], 0.0
-    for s in range(0, len(prompts), batch):
-        chunk = prompts[s : s + batch]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+def forward_ms(model, width: int, compile: bool, repeats: int) -> float:
+    """Best time of one cached forward of `width` tokens after a 256-token prefix, batch 1."""
+    cache = model.new_cache(1, 512)
+    prefix = torch.arange(256).unsqueeze(0) % model.config.vocab_size
+    model(prefix, torch.arange(256).unsqueeze(0), Causal(), cache=cache)
+    tokens = torch.arange(width).unsqueeze(0) + 1
+    positions = torch.arange(width).unsqueeze(0) + 256
+    mask = Verify((256,), width)
+    if compile:
+        forward = compiled_forward(model)
+        step = lambda: forward(tokens, positions, mask, cache, False, None)  # noqa: E731
+    else:
+        step = lambda: model(tokens, positions, mask, cache=cache, commit=False)  # noqa: E731
+    step()
+    best = float("inf")
+    for _ in range(repeats):
         start = time.perf_counter()
-        result = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            do_sample=False,
-            max_new_tokens=new,
-            min_new_tokens=new,
-            pad_token_id=pad,
-        )
-        seconds += time.perf_counter() - start
-        out += result[:, width:].tolist()
-    return out, seconds
+        step()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="an HF checkpoint directory (config.json)")
-    p.add_argument("--num-prompts", type=int, default=8)
+    p.add_argument("--adapter", help="a draft adapter for the speculative decoders (part 2)")
+    p.add_argument("--num-prompts", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32", "bfloat16"])
-    p.add_argument("--repeats", type=int, default=1, help="timed runs of each; the fastest counts")
+    p.add_argument("--ar", nargs="+", default=["float32:1", "bfloat16:1", "float32:8"], help="dtype:batch")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument(
+        "--decoders", nargs="*", default=["self-spec", "fused", "quadratic"], help="part 2, beside AR"
+    )
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--results", help="write a results file here (dlm.core.results)")
     args = p.parse_args(argv)
-    from transformers import AutoModelForCausalLM
-
+    started = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dlm_model, tok = load_model(args.checkpoint)
-    hf_model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32).eval()
-    hf_model.generation_config.eos_token_id = None  # both generate exactly max_new_tokens
-    prompts = [tok.encode(p["prompt"]) for p in list(read_problems().values())[: args.num_prompts]]
-    new, rows = args.max_new_tokens, []
-    for name in args.dtypes:
-        dlm_model.to(DTYPES[name]).eval()
-        hf_model.to(DTYPES[name])
-        dlm_generate(dlm_model, prompts[:1], 2, 1)  # warm-up
-        hf_generate(hf_model, prompts[:1], 2, 1, tok.pad_id)
-        dlm_b1 = None
-        for batch in args.batch_sizes:
-            best_dlm = best_hf = float("inf")
-            for _ in range(args.repeats):
-                dlm_tokens, t = dlm_generate(dlm_model, prompts, new, batch)
-                best_dlm = min(best_dlm, t)
-                hf_tokens, t = hf_generate(hf_model, prompts, new, batch, tok.pad_id)
-                best_hf = min(best_hf, t)
-            dlm_b1 = dlm_tokens if batch == 1 else dlm_b1
-            total = len(prompts) * new
-            rows.append(
-                {
-                    "dtype": name,
-                    "batch": batch,
-                    "dlm_tok_s": total / best_dlm,
-                    "hf_tok_s": total / best_hf,
-                    "ratio": best_hf / best_dlm,
-                    "agreement": agreement(dlm_tokens, hf_tokens),
-                    "prefix_agreement": prefix_agreement(dlm_tokens, hf_tokens),
-                    "same_tokens": sum(a == b for a, b in zip(dlm_tokens, hf_tokens, strict=True)),
-                    "dlm_vs_own_batch_1": agreement(dlm_tokens, dlm_b1) if dlm_b1 is not None else None,
-                }
+    from transformers import AutoModelForCausalLM
+
+    model, tok = load_model(args.checkpoint)
+    model.eval()
+    hf = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32).eval()
+    hf.generation_config.eos_token_id = None  # every engine generates exactly max_new_tokens
+    problems = list(read_problems().values())[: args.num_prompts]
+    prompts = [tok.encode(problem["prompt"]) for problem in problems]
+    new, metrics = args.max_new_tokens, {}
+    bandwidth = bandwidth_gb_s()
+    metrics["bandwidth_gb_s"] = bandwidth
+    print(f"memory bandwidth (copy): {bandwidth:.1f} GB/s", flush=True)
+
+    print("| dtype | batch | engine | tok/s | vs transformers | compile s | agreement | % of limit |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for spec in args.ar:
+        name, batch = spec.split(":")
+        dtype, batch = DTYPES[name], int(batch)
+        model.to(dtype)
+        hf.to(dtype)
+        limit = bandwidth * 1e9 / weight_bytes(model)
+        engines = {
+            "dlm": dlm_engine(model, False),
+            "dlm-compiled": dlm_engine(model, True),
+            "transformers": hf_engine(hf, tok.pad_id, False),
+            "transformers-static-compiled": hf_engine(hf, tok.pad_id, True),
+        }
+        runs = timed(engines, prompts, new, batch, args.repeats)
+        base = runs["transformers"]
+        for engine, (tokens, seconds, compiling) in runs.items():
+            rate = len(prompts) * new / seconds
+            key = f"ar/{name}/b{batch}/{engine}"
+            metrics |= {
+                f"{key}/tok_s": rate,
+                f"{key}/vs_transformers": base[1] / seconds,
+                f"{key}/compile_s": compiling,
+                f"{key}/agreement": agreement(tokens, base[0]),
+                f"{key}/of_limit": rate / batch / limit,
+            }
+            print(
+                f"| {name} | {batch} | {engine} | {rate:.1f} | {base[1] / seconds:.2f}x | {compiling:.0f} | "
+                f"{agreement(tokens, base[0]):.3f} | {100 * rate / batch / limit:.0f}% |",
+                flush=True,
             )
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    head = "| dtype | batch | dlm tok/s | transformers tok/s | dlm / transformers | token agreement | prefix agreement | identical rows | dlm vs its batch 1 |"
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        own = "-" if r["dlm_vs_own_batch_1"] is None else f"{r['dlm_vs_own_batch_1']:.3f}"
-        lines.append(
-            f"| {r['dtype']} | {r['batch']} | {r['dlm_tok_s']:.1f} | {r['hf_tok_s']:.1f} | {r['ratio']:.2f}x | "
-            f"{r['agreement']:.3f} | {r['prefix_agreement']:.3f} | {r['same_tokens']}/{len(prompts)} | {own} |"
+    model.to(torch.float32)
+    del hf
+
+    if args.adapter:
+        load_adapter(model, args.adapter)
+        every = {
+            "ar": ARDecoder,
+            "self-spec": SelfSpeculativeDecoder,
+            "fused": FusedSelfSpeculativeDecoder,
+            "quadratic": lambda **c: FusedSelfSpeculativeDecoder(quadratic=True, **c),
+        }
+        decoders = {name: every[name] for name in ["ar", *args.decoders]}
+        print("\n| decoder | compile | tok/s | TPF | compile s | agreement with AR |")
+        print("|---|---|---:|---:|---:|---:|")
+        reference = None
+        for name, make in decoders.items():
+            for compile in (False, True):
+                decoder = make(compile=compile)
+                compiling = decoder.generate(model, prompts[:1], new)[1].compile_seconds  # warm-up
+                tokens, stats = [], DecodeStats()
+                for prompt in prompts:  # batch 1
+                    out, one = decoder.generate(model, [prompt], new)
+                    tokens, stats = tokens + out, stats.merged(one)
+                compiling += stats.compile_seconds
+                reference = tokens if reference is None else reference
+                key = f"decoder/{name}/{'compiled' if compile else 'eager'}"
+                metrics |= {
+                    f"{key}/tok_s": stats.tokens_per_second,
+                    f"{key}/tpf": stats.tpf,
+                    f"{key}/compile_s": compiling,
+                    f"{key}/agreement": agreement(tokens, reference),
+                }
+                print(
+                    f"| {name} | {'on' if compile else 'off'} | {stats.tokens_per_second:.1f} | "
+                    f"{stats.tpf:.2f} | {compiling:.0f} | {agreement(tokens, reference):.3f} |",
+                    flush=True,
+                )
+
+    k = 7
+    print(f"\n| forward (batch 1, 256-token prefix) | compile | ms | {k + 1} tokens / 1 token |")
+    print("|---|---|---:|---:|")
+    for compile in (False, True):
+        one, wide = forward_ms(model, 1, compile, 20), forward_ms(model, k + 1, compile, 20)
+        tag = "compiled" if compile else "eager"
+        metrics |= {
+            f"forward/{tag}/ms_1": one,
+            f"forward/{tag}/ms_{k + 1}": wide,
+            f"forward/{tag}/ratio": wide / one,
+        }
+        print(
+            f"| 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | {wide / one:.2f}x |"
         )
-    print(json.dumps(rows) if args.json else "\n".join(lines))
-    return 0
+
+    if args.results:
+        fields = {"experiment": "bench", "variant": "smollm2", "seed": 0, "dtype": "per row"}
+        write_results(args.results, record(metrics, config=vars(args), started=started, **fields))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

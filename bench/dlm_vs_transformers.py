@@ -1,7 +1,7 @@
 """Compiled decoding against eager decoding and against transformers, on one HF checkpoint.
 
     python bench/dlm_vs_transformers.py --checkpoint checkpoints/SmolLM2-135M-Instruct \
-        --adapter apps/trimode/adapters/smollm2-135m --results bench/results/dlm_vs_transformers/smollm2.json
+        --adapter apps/trimode/adapters/smollm2-135m --results bench/results/dlm_vs_transformers
 
 1. AR: tok/s of dlm eager, dlm compiled (dlm.core.compiled), transformers' default `generate` and
    transformers with its static cache and torch.compile (the fair anchor), for each --ar
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "--decoders", nargs="*", default=["self-spec", "fused", "quadratic"], help="part 2, beside AR"
     )
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--results", help="write a results file here (dlm.core.results)")
+    p.add_argument("--results", help="a folder for the results files (dlm.core.results), one per table row")
     args = p.parse_args(argv)
     started = time.time()
     if args.threads:
@@ -162,10 +163,16 @@ def main(argv: list[str] | None = None) -> None:
     hf.generation_config.eos_token_id = None  # every engine generates exactly max_new_tokens
     problems = list(read_problems().values())[: args.num_prompts]
     prompts = [tok.encode(problem["prompt"]) for problem in problems]
-    new, metrics = args.max_new_tokens, {}
+    new = args.max_new_tokens
     bandwidth = bandwidth_gb_s()
-    metrics["bandwidth_gb_s"] = bandwidth
     print(f"memory bandwidth (copy): {bandwidth:.1f} GB/s", flush=True)
+
+    def save(where: str, variant: str, metrics: dict, dtype: str) -> None:
+        """One results file per table row: DIR/<where>/<variant>.json."""
+        if args.results:
+            fields = {"experiment": "bench", "variant": variant, "seed": 0, "dtype": dtype}
+            path = Path(args.results) / where / f"{variant}.json"
+            write_results(path, record(metrics, config=vars(args), started=started, **fields))
 
     print("| dtype | batch | engine | tok/s | vs transformers | compile s | agreement | % of limit |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
@@ -182,22 +189,22 @@ def main(argv: list[str] | None = None) -> None:
             "transformers-static-compiled": hf_engine(hf, tok.pad_id, True),
         }
         runs = timed(engines, prompts, new, batch, args.repeats)
-        base = runs["transformers"]
+        base, metrics = runs["transformers"], {"bandwidth_gb_s": bandwidth, "limit_tok_s": limit}
         for engine, (tokens, seconds, compiling) in runs.items():
             rate = len(prompts) * new / seconds
-            key = f"ar/{name}/b{batch}/{engine}"
             metrics |= {
-                f"{key}/tok_s": rate,
-                f"{key}/vs_transformers": base[1] / seconds,
-                f"{key}/compile_s": compiling,
-                f"{key}/agreement": agreement(tokens, base[0]),
-                f"{key}/of_limit": rate / batch / limit,
+                f"{engine}/tok_s": rate,
+                f"{engine}/vs_transformers": base[1] / seconds,
+                f"{engine}/compile_s": compiling,
+                f"{engine}/agreement": agreement(tokens, base[0]),
+                f"{engine}/of_limit": rate / batch / limit,
             }
             print(
                 f"| {name} | {batch} | {engine} | {rate:.1f} | {base[1] / seconds:.2f}x | {compiling:.0f} | "
                 f"{agreement(tokens, base[0]):.3f} | {100 * rate / batch / limit:.0f}% |",
                 flush=True,
             )
+        save("ar", f"{name}-b{batch}", metrics, name)
     model.to(torch.float32)
     del hf
 
@@ -214,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         print("|---|---|---:|---:|---:|---:|")
         reference = None
         for name, make in decoders.items():
+            metrics = {}
             for compile in (False, True):
                 decoder = make(compile=compile)
                 compiling = decoder.generate(model, prompts[:1], new)[1].compile_seconds  # warm-up
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                     tokens, stats = tokens + out, stats.merged(one)
                 compiling += stats.compile_seconds
                 reference = tokens if reference is None else reference
-                key = f"decoder/{name}/{'compiled' if compile else 'eager'}"
+                key = "compiled" if compile else "eager"
                 metrics |= {
                     f"{key}/tok_s": stats.tokens_per_second,
                     f"{key}/tpf": stats.tpf,
@@ -235,25 +243,22 @@ def main(argv: list[str] | None = None) -> None:
                     f"{stats.tpf:.2f} | {compiling:.0f} | {agreement(tokens, reference):.3f} |",
                     flush=True,
                 )
+            metrics["compiled/vs_eager"] = metrics["compiled/tok_s"] / metrics["eager/tok_s"]
+            save("decoders", name, metrics, "float32")
 
     k = 7
     print(f"\n| forward (batch 1, 256-token prefix) | compile | ms | {k + 1} tokens / 1 token |")
     print("|---|---|---:|---:|")
+    metrics = {}
     for compile in (False, True):
         one, wide = forward_ms(model, 1, compile, 20), forward_ms(model, k + 1, compile, 20)
         tag = "compiled" if compile else "eager"
-        metrics |= {
-            f"forward/{tag}/ms_1": one,
-            f"forward/{tag}/ms_{k + 1}": wide,
-            f"forward/{tag}/ratio": wide / one,
-        }
+        metrics |= {f"{tag}/ms_1": one, f"{tag}/ms_wide": wide, f"{tag}/ratio": wide / one}
         print(
             f"| 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | {wide / one:.2f}x |"
         )
 
-    if args.results:
-        fields = {"experiment": "bench", "variant": "smollm2", "seed": 0, "dtype": "per row"}
-        write_results(args.results, record(metrics, config=vars(args), started=started, **fields))
+    save("forward", f"k{k}", metrics, "float32")
 
 
 if __name__ == "__main__":

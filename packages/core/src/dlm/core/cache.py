@@ -132,9 +132,6 @@ class FixedView:
         write_rows(self.k[layer], self.v[layer], k, v, slots.index)
         return self.k[layer], self.v[layer]
 
-    def advance(self, q_len: int) -> None:
-        """Nothing: a fixed-shape forward never commits on its own (see CompiledForward)."""
-
 
 class PrefixCache:
     """The K/V of one prefix forward, kept per layer as the tensors it made (no preallocated buffer,

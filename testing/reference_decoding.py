@@ -192,7 +192,7 @@ def clean_kv(model: nn.Module, tokens: list[int], table: Tensor) -> tuple[Tensor
     cache = model.new_cache(1, len(tokens))
     positions = torch.arange(len(tokens), device=device)[None]
     model(torch.tensor([tokens], device=device), positions, Dense(table), cache=cache)
-    return cache.k[:, 0].cpu(), cache.v[:, 0].cpu()
+    return torch.stack(cache.k)[:, 0].cpu(), torch.stack(cache.v)[:, 0].cpu()
 
 
 __all__ = [

@@ -66,12 +66,12 @@ def test_draft_pass_leaves_cache_untouched():
     seq = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(4)).tolist()
     cache = model.new_cache(batch=1, max_len=20)
     model(torch.tensor([seq[:6]]), torch.arange(6).unsqueeze(0), Causal(), cache=cache)
-    k_before = cache.k[:, :, :, :6].clone()
+    k_before = torch.stack(cache.k)[:, :, :, :6].clone()
     model(
         torch.tensor([[7, 7, 7]]), torch.arange(6, 9).unsqueeze(0), Draft((6,), 3), cache=cache, commit=False
     )
     assert cache.lengths == [6]
-    assert torch.equal(cache.k[:, :, :, :6], k_before)
+    assert torch.equal(torch.stack(cache.k)[:, :, :, :6], k_before)
     out = model(torch.tensor([seq[6:8]]), torch.arange(6, 8).unsqueeze(0), Verify((6,), 2), cache=cache)
     torch.testing.assert_close(out[0], full_logits(model, seq[:8])[6:], atol=1e-5, rtol=1e-5)
 
@@ -116,6 +116,5 @@ def test_a_fixed_shape_forward_equals_the_cached_forward(mask_kind):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     for row, length in enumerate(caches[0].lengths):
         for buffer in ("k", "v"):
-            torch.testing.assert_close(
-                getattr(fixed, buffer)[:, row, :, :length], getattr(caches[0], buffer)[:, row, :, :length]
-            )
+            got, want = (torch.stack(getattr(c, buffer))[:, row, :, :length] for c in (fixed, caches[0]))
+            torch.testing.assert_close(got, want)

@@ -70,5 +70,5 @@ def test_cache_holds_the_committed_text_exactly(model, prompts):
         text = (prompt + out)[: cache.lengths[r]]
         assert cache.lengths[r] == len(prompt) + len(out) - 1
         k, v = reference.clean_kv(model, text, reference.clean_table(len(text), 0))
-        torch.testing.assert_close(cache.k[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(cache.v[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.k)[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.v)[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)

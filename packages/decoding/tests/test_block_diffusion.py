@@ -59,8 +59,8 @@ def test_cache_holds_the_committed_blocks_exactly(model, prompts, name):
         assert (n - len(prompt) + 1) % decoder.block_size == 0 and n > len(prompt)
         text = (prompt + out)[:n]
         k, v = reference.clean_kv(model, text, reference.clean_table(n, len(prompt) - 1, structure))
-        torch.testing.assert_close(cache.k[:, r, :, :n], k, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(cache.v[:, r, :, :n], v, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.k)[:, r, :, :n], k, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.v)[:, r, :, :n], v, rtol=1e-10, atol=1e-10)
 
 
 def test_fold_saves_the_commit_forwards(shifted, prompts):

@@ -54,8 +54,8 @@ def test_cache_holds_the_committed_text_exactly(model, prompts, quadratic):
     for r, (prompt, out) in enumerate(zip(prompts, result.tokens, strict=True)):
         text = (prompt + out)[: cache.lengths[r]]
         k, v = reference.clean_kv(model, text, reference.clean_table(len(text), 0))
-        torch.testing.assert_close(cache.k[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(cache.v[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.k)[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(torch.stack(cache.v)[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.slow  # the session's trained model takes ~5-20 s to train once

@@ -50,8 +50,8 @@ def test_both_caches_hold_the_committed_text_exactly(model, target, prompts):
             text = (prompt + out)[: cache.lengths[r]]
             assert len(text) == cache.lengths[r] >= len(prompt) - 1
             k, v = reference.clean_kv(net, text, reference.clean_table(len(text), 0))
-            torch.testing.assert_close(cache.k[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
-            torch.testing.assert_close(cache.v[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(torch.stack(cache.k)[:, r, :, : len(text)], k, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(torch.stack(cache.v)[:, r, :, : len(text)], v, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.slow  # the session's trained model takes ~5-20 s to train once

@@ -1,5 +1,7 @@
 """Preallocated per-layer KV cache with per-row lengths.
 
+Each layer has its own (batch, kv_heads, max_len, head_dim) buffers, so a compiled forward writes
+them in place (slices of one shared buffer would make torch.compile copy it whole at every write).
 Row r keeps its committed tokens in slots [0, length_r). A forward over q new tokens writes their K/V
 into slots [length_r, length_r + q) of every layer and attends over slots [0, max(length) + q): the
 mask (dlm.attention Draft/Verify) hides each row's unused slots. Committing advances every row by q;
@@ -38,18 +40,26 @@ class KVCache:
     ) -> None:
         if batch <= 0 or max_len <= 0:
             raise ValueError(f"KVCache needs batch > 0 and max_len > 0, got batch={batch}, max_len={max_len}")
-        shape = (n_layers, batch, kv_heads, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self._lengths = [0] * batch
 
     @property
     def batch(self) -> int:
-        return self.k.shape[1]
+        return self.k[0].shape[0]
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self.k[0].shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.k[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.k[0].device
 
     @property
     def lengths(self) -> list[int]:
@@ -66,15 +76,15 @@ class KVCache:
         view_len = max(self._lengths) + q_len
         if len(set(self._lengths)) == 1:
             return Slots(start=self._lengths[0], index=None, view_len=view_len)
-        starts = torch.tensor(self._lengths, device=self.k.device).unsqueeze(1)
-        index = starts + torch.arange(q_len, device=self.k.device)
+        starts = torch.tensor(self._lengths, device=self.device).unsqueeze(1)
+        index = starts + torch.arange(q_len, device=self.device)
         return Slots(start=None, index=index, view_len=view_len)
 
     def slot_index(self, q_len: int) -> Tensor:
         """(batch, q_len): the slots q_len more tokens go to in each row, after the overflow check."""
         self.prepare(q_len)
-        starts = torch.tensor(self._lengths, device=self.k.device).unsqueeze(1)
-        return starts + torch.arange(q_len, device=self.k.device)
+        starts = torch.tensor(self._lengths, device=self.device).unsqueeze(1)
+        return starts + torch.arange(q_len, device=self.device)
 
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
         """Store k, v (batch, kv_heads, q, head_dim) in their slots; return this layer's keys and values
@@ -122,11 +132,11 @@ class FixedView:
     Python value from step to step and one compiled graph serves them all. The mask hides the slots
     past each row's keys; the caller advances the KVCache."""
 
-    def __init__(self, k: Tensor, v: Tensor, index: Tensor) -> None:
+    def __init__(self, k: list[Tensor], v: list[Tensor], index: Tensor) -> None:
         self.k, self.v, self.index = k, v, index
 
     def prepare(self, q_len: int) -> Slots:
-        return Slots(start=None, index=self.index, view_len=self.k.shape[3])
+        return Slots(start=None, index=self.index, view_len=self.k[0].shape[2])
 
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
         write_rows(self.k[layer], self.v[layer], k, v, slots.index)

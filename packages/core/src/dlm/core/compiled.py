@@ -33,13 +33,13 @@ def fixed_forward(
     tokens: Tensor,
     positions: Tensor,
     mask: Tensor,
-    k: Tensor,
-    v: Tensor,
+    k: list[Tensor],
+    v: list[Tensor],
     index: Tensor,
     draft: Tensor | None,
 ) -> Tensor:
-    """The logits of model(tokens, positions) writing K/V into slots `index` of the buffers k, v and
-    attending over all of them with the padded mask (rows, 1, width, max_len)."""
+    """The logits of model(tokens, positions) writing K/V into slots `index` of each layer's buffers
+    k[layer], v[layer] and attending over all of them with the padded mask (rows, 1, width, max_len)."""
     return model(tokens, positions, mask, cache=FixedView(k, v, index), commit=False, draft=draft)
 
 
@@ -79,7 +79,7 @@ class CompiledForward:
         elif draft is None:
             draft = torch.zeros_like(tokens, dtype=torch.bool)
         args = (self.model, tokens, positions, dense, cache.k, cache.v, index, draft)
-        shape = (tuple(tokens.shape), tokens.device.type, cache.k.dtype, cache.max_len, draft is None)
+        shape = (tuple(tokens.shape), tokens.device.type, cache.dtype, cache.max_len, draft is None)
         if self.failed is not None:
             logits = fixed_forward(*args)
         elif shape in self.shapes:

@@ -7,10 +7,11 @@
    transformers with its static cache and torch.compile (the fair anchor), for each --ar
    dtype:batch; the first --num-prompts HumanEval prompts (raw), exactly --max-new-tokens greedy
    tokens (EOS does not stop), token agreement with transformers' default.
-2. Speculative decoders (--decoders; the checkpoint with --adapter, float32, batch 1): tok/s with
-   compile off and on, TPF, agreement with AR.
+2. Speculative decoders (--decoders; the checkpoint with --adapter, each --dtypes, batch 1): tok/s
+   with compile off and on, TPF, agreement with AR, and the wall-clock speedup over AR with the same
+   compile setting (each decoder's runs follow AR's; not interleaved).
 3. One cached forward of k + 1 tokens against one of 1 token after a 256-token prefix (batch 1,
-   float32), compile off and on: the ratio a speculative step pays for its width.
+   each --dtypes), compile off and on: the ratio a speculative step pays for its width.
 
 Every engine runs once to warm up (that run compiles; its time is reported as compile seconds),
 then --repeats timed runs, engines interleaved so they share the machine's load; the fastest
@@ -115,6 +116,16 @@ def timed(engines, prompts, new, batch, repeats):
     }
 
 
+def decode(decoder, model, prompts, new):
+    """Batch-1 decodes of every prompt after a warm-up on the first (which compiles)."""
+    compiling = decoder.generate(model, prompts[:1], new)[1].compile_seconds
+    tokens, stats = [], DecodeStats()
+    for prompt in prompts:
+        out, one = decoder.generate(model, [prompt], new)
+        tokens, stats = tokens + out, stats.merged(one)
+    return tokens, stats, compiling + stats.compile_seconds
+
+
 @torch.no_grad()
 def forward_ms(model, width: int, compile: bool, repeats: int) -> float:
     """Best time of one cached forward of `width` tokens after a 256-token prefix, batch 1."""
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--decoders", nargs="*", default=["self-spec", "fused", "quadratic"], help="part 2, beside AR"
     )
+    p.add_argument(
+        "--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(DTYPES), help="parts 2 and 3"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--results", help="a folder for the results files (dlm.core.results), one per table row")
     args = p.parse_args(argv)
@@ -157,10 +171,20 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM
 
-    model, tok = load_model(args.checkpoint)
-    model.eval()
-    hf = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32).eval()
-    hf.generation_config.eos_token_id = None  # every engine generates exactly max_new_tokens
+    # Each dtype loads the checkpoint afresh: casting float32 -> bfloat16 -> float32 in place would
+    # leave the later float32 runs on rounded weights.
+    def ours(dtype: torch.dtype, adapter: str | None = None):
+        model = load_model(args.checkpoint)[0].eval()
+        if adapter:
+            load_adapter(model, adapter)
+        return model.to(dtype)
+
+    def theirs(dtype: torch.dtype):
+        hf = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype).eval()
+        hf.generation_config.eos_token_id = None  # every engine generates exactly max_new_tokens
+        return hf
+
+    tok = load_model(args.checkpoint)[1]
     problems = list(read_problems().values())[: args.num_prompts]
     prompts = [tok.encode(problem["prompt"]) for problem in problems]
     new = args.max_new_tokens
@@ -179,8 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.ar:
         name, batch = spec.split(":")
         dtype, batch = DTYPES[name], int(batch)
-        model.to(dtype)
-        hf.to(dtype)
+        model, hf = ours(dtype), theirs(dtype)
         limit = bandwidth * 1e9 / weight_bytes(model)
         engines = {
             "dlm": dlm_engine(model, False),
@@ -205,11 +228,9 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         save("ar", f"{name}-b{batch}", metrics, name)
-    model.to(torch.float32)
     del hf
 
     if args.adapter:
-        load_adapter(model, args.adapter)
         every = {
             "ar": ARDecoder,
             "self-spec": SelfSpeculativeDecoder,
@@ -217,48 +238,50 @@ def main(argv: list[str] | None = None) -> None:
             "quadratic": lambda **c: FusedSelfSpeculativeDecoder(quadratic=True, **c),
         }
         decoders = {name: every[name] for name in ["ar", *args.decoders]}
-        print("\n| decoder | compile | tok/s | TPF | compile s | agreement with AR |")
-        print("|---|---|---:|---:|---:|---:|")
-        reference = None
-        for name, make in decoders.items():
-            metrics = {}
-            for compile in (False, True):
-                decoder = make(compile=compile)
-                compiling = decoder.generate(model, prompts[:1], new)[1].compile_seconds  # warm-up
-                tokens, stats = [], DecodeStats()
-                for prompt in prompts:  # batch 1
-                    out, one = decoder.generate(model, [prompt], new)
-                    tokens, stats = tokens + out, stats.merged(one)
-                compiling += stats.compile_seconds
-                reference = tokens if reference is None else reference
-                key = "compiled" if compile else "eager"
-                metrics |= {
-                    f"{key}/tok_s": stats.tokens_per_second,
-                    f"{key}/tpf": stats.tpf,
-                    f"{key}/compile_s": compiling,
-                    f"{key}/agreement": agreement(tokens, reference),
-                }
-                print(
-                    f"| {name} | {'on' if compile else 'off'} | {stats.tokens_per_second:.1f} | "
-                    f"{stats.tpf:.2f} | {compiling:.0f} | {agreement(tokens, reference):.3f} |",
-                    flush=True,
-                )
-            metrics["compiled/vs_eager"] = metrics["compiled/tok_s"] / metrics["eager/tok_s"]
-            save("decoders", name, metrics, "float32")
+        print("\n| dtype | decoder | compile | tok/s | TPF | vs AR | compile s | agreement with AR |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for dtype in args.dtypes:
+            model = ours(DTYPES[dtype], args.adapter)
+            reference, ar_rate = None, {}
+            for name, make in decoders.items():
+                metrics = {}
+                for compile in (False, True):
+                    key = "compiled" if compile else "eager"
+                    tokens, stats, compiling = decode(make(compile=compile), model, prompts, new)
+                    reference = tokens if reference is None else reference
+                    ar_rate.setdefault(key, stats.tokens_per_second)
+                    vs_ar = stats.tokens_per_second / ar_rate[key]
+                    metrics |= {
+                        f"{key}/tok_s": stats.tokens_per_second,
+                        f"{key}/tpf": stats.tpf,
+                        f"{key}/vs_ar": vs_ar,
+                        f"{key}/compile_s": compiling,
+                        f"{key}/agreement": agreement(tokens, reference),
+                    }
+                    print(
+                        f"| {dtype} | {name} | {'on' if compile else 'off'} | {stats.tokens_per_second:.1f} | "
+                        f"{stats.tpf:.2f} | {vs_ar:.2f}x | {compiling:.0f} | {agreement(tokens, reference):.3f} |",
+                        flush=True,
+                    )
+                metrics["compiled/vs_eager"] = metrics["compiled/tok_s"] / metrics["eager/tok_s"]
+                save("decoders", f"{dtype}-{name}", metrics, dtype)
 
     k = 7
-    print(f"\n| forward (batch 1, 256-token prefix) | compile | ms | {k + 1} tokens / 1 token |")
-    print("|---|---|---:|---:|")
-    metrics = {}
-    for compile in (False, True):
-        one, wide = forward_ms(model, 1, compile, 20), forward_ms(model, k + 1, compile, 20)
-        tag = "compiled" if compile else "eager"
-        metrics |= {f"{tag}/ms_1": one, f"{tag}/ms_wide": wide, f"{tag}/ratio": wide / one}
-        print(
-            f"| 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | {wide / one:.2f}x |"
-        )
-
-    save("forward", f"k{k}", metrics, "float32")
+    print(f"\n| dtype | forward (batch 1, 256-token prefix) | compile | ms | {k + 1} tokens / 1 token |")
+    print("|---|---|---|---:|---:|")
+    for dtype in args.dtypes:
+        model = ours(DTYPES[dtype])
+        metrics = {}
+        for compile in (False, True):
+            one, wide = forward_ms(model, 1, compile, 20), forward_ms(model, k + 1, compile, 20)
+            tag = "compiled" if compile else "eager"
+            metrics |= {f"{tag}/ms_1": one, f"{tag}/ms_wide": wide, f"{tag}/ratio": wide / one}
+            print(
+                f"| {dtype} | 1 and {k + 1} tokens | {'on' if compile else 'off'} | {one:.1f} / {wide:.1f} | "
+                f"{wide / one:.2f}x |",
+                flush=True,
+            )
+        save("forward", f"{dtype}-k{k}", metrics, dtype)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 #      16-mixed (fp16, which CPU Lightning silently turns into bf16) fits against fp32
 #      (tests/test_precision.py);
 #   2. flex vs split vs dense-mask SDPA at L = 1024 and 4096, bf16 (bench/attention.py);
-#   3. decode tok/s of every decoder on a pattern-trained tri-mode model (bench/decoding.py).
+#   3. decode tok/s of every decoder on a pattern-trained tri-mode model (bench/decoding.py), eager,
+#      compiled (the CUDA default) and compiled with CUDA graphs (--compile reduce-overhead), AR,
+#      self-speculation and fused.
 # Each part runs under its own time limit and the script goes on after a failure; logs go to
 # $OUT (the device tool's output folder) or runs/gpu_check/, and the last lines say what passed.
 #
@@ -51,12 +53,15 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
   SUMMARY+=("${name}: exit ${status} in $(($(date +%s) - start)) s")
 }
 
-part gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="--import-mode=importlib -ra" \
+part gpu_tests 130 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="--import-mode=importlib -ra" \
   packages/attention/tests packages/core/tests packages/decoding/tests packages/training/tests tests
-part attention 60 "$PY" bench/attention.py --lengths 1024 4096 --blocks 16 --dtype bfloat16 --repeats 5
-part decode_model 45 "$PY" bench/decoding.py --make-pattern-checkpoint /tmp/dlm-pattern --pattern-steps 200
-part decode 45 "$PY" bench/decoding.py --checkpoint /tmp/dlm-pattern --prompts /tmp/dlm-pattern/prompts.txt \
-  --device cuda --max-new-tokens 128
+part attention 50 "$PY" bench/attention.py --lengths 1024 4096 --blocks 16 --dtype bfloat16 --repeats 5
+part decode_model 40 "$PY" bench/decoding.py --make-pattern-checkpoint /tmp/dlm-pattern --pattern-steps 200
+for compile in false true reduce-overhead; do  # 3 decoders: compiling each width takes seconds
+  part "decode_compile_${compile}" 25 "$PY" bench/decoding.py --checkpoint /tmp/dlm-pattern \
+    --prompts /tmp/dlm-pattern/prompts.txt --device cuda --max-new-tokens 128 --compile "${compile}" \
+    --decoder ar self-spec fused
+done
 
 echo "== summary"
 printf '%s\n' "${SUMMARY[@]}" | tee "${OUT}/summary.txt"

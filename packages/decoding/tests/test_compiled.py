@@ -68,16 +68,39 @@ def test_one_graph_serves_every_step_of_a_width(traced, make_model, name):
 
 def test_compile_defaults_to_the_device(traced, make_model):
     model = make_model()
-    assert not ARDecoder().compiles(model) and ARDecoder(compile=True).compiles(model)
+    assert (
+        ARDecoder().compile_mode(model) is None and ARDecoder(compile=True).compile_mode(model) == "default"
+    )
     ARDecoder().generate(model, PROMPTS, 4)
     assert not compiled_forward(model).shapes  # off on CPU unless asked
 
 
+def test_a_compile_mode_reaches_torch_compile(monkeypatch, make_model):
+    modes = []
+    compile = torch.compile
+    monkeypatch.setattr(
+        torch,
+        "compile",
+        lambda fn, **kw: modes.append(kw["mode"]) or compile(fn, backend="eager", dynamic=False),
+    )
+    torch._dynamo.reset()
+    model = make_model()
+    want, _ = ARDecoder().generate(model, PROMPTS, 4)
+    got, _ = ARDecoder(compile="reduce-overhead").generate(model, PROMPTS, 4)
+    assert got == want and modes == ["reduce-overhead"]
+    assert compiled_forward(model, "reduce-overhead").shapes and not compiled_forward(model).shapes
+
+
 def test_a_bad_compile_setting_is_one_line():
     with pytest.raises(
-        ValueError, match=r"^compile must be True, False or None \(the device's default\), got 'yes'$"
+        ValueError,
+        match=r"^compile must be True, False, None \(the device's default\) or a "
+        r"torch.compile mode \(default, reduce-overhead, max-autotune, "
+        r"max-autotune-no-cudagraphs\), got 'yes'$",
     ):
         ARDecoder(compile="yes")
+    with pytest.raises(ValueError, match=r"^compile mode must be one of .*, got 'fast'$"):
+        compiled_forward(torch.nn.Linear(1, 1), "fast")
 
 
 def test_a_failing_compile_says_so_once_and_decodes_eagerly(monkeypatch, make_model):

@@ -27,6 +27,9 @@ from dlm.attention import Mask
 from dlm.core.adapter import has_adapter
 from dlm.core.cache import FixedView, KVCache
 
+# torch.compile's modes; "reduce-overhead" adds CUDA graphs on GPUs (on CPU it compiles as "default").
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 def fixed_forward(
     model: nn.Module,
@@ -49,15 +52,18 @@ class CompiledForward:
 
     Args:
         model: the Transformer.
-        mode: torch.compile's mode (None: its default; "reduce-overhead" adds CUDA graphs on GPUs).
+        mode: one of MODES, torch.compile's mode.
     """
 
-    def __init__(self, model: nn.Module, mode: str | None = None) -> None:
+    def __init__(self, model: nn.Module, mode: str = "default") -> None:
+        if mode not in MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(MODES)}, got {mode!r}")
         # Every model, width, batch and cache length compiles the one function fixed_forward: with
         # dynamo's default limit of 8 graphs per function the ninth would run eagerly, silently.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.model = model
-        self.compiled = torch.compile(fixed_forward, dynamic=False, mode=mode)
+        self.mode = mode
+        self.compiled = torch.compile(fixed_forward, dynamic=False, mode=None if mode == "default" else mode)
         self.shapes: set[tuple] = set()
         self.compile_seconds = 0.0
         self.failed: str | None = None
@@ -104,12 +110,10 @@ class CompiledForward:
         return logits
 
 
-_BY_MODEL: weakref.WeakKeyDictionary[nn.Module, dict[str | None, CompiledForward]] = (
-    weakref.WeakKeyDictionary()
-)
+_BY_MODEL: weakref.WeakKeyDictionary[nn.Module, dict[str, CompiledForward]] = weakref.WeakKeyDictionary()
 
 
-def compiled_forward(model: nn.Module, mode: str | None = None) -> CompiledForward:
+def compiled_forward(model: nn.Module, mode: str = "default") -> CompiledForward:
     """The model's CompiledForward for `mode`, made once: later decodes reuse its graphs."""
     per_mode = _BY_MODEL.setdefault(model, {})
     if mode not in per_mode:

@@ -22,9 +22,10 @@ class ARDecoder(CachedDecoder):
         eos_id: a row stops after emitting it (None: only the budget stops rows).
         max_len: cache capacity (default model.config.max_seq_len).
         compile: run every forward but the prefill fixed-shape and compiled (dlm.core.compiled; the
-            same tokens, compile time reported apart); None: on for CUDA, off elsewhere (on this
-            project's CPU the weights' matmuls dominate and compiling does not pay, see the
-            decoding README).
+            same tokens, compile time reported apart): True, or a torch.compile mode from
+            dlm.core.compiled.MODES ("reduce-overhead" adds CUDA graphs on GPUs); None: on for CUDA,
+            off elsewhere (on this project's CPU a graph takes 30-90 s to compile, which a short
+            decode never earns back; see the decoding README).
     """
 
     def __init__(
@@ -35,7 +36,7 @@ class ARDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         super().__init__(temperature, top_k, top_p, seed, eos_id, max_len, compile)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dlm.core.cache import KVCache
+from dlm.core.compiled import MODES
 from dlm.core.stats import DecodeStats
 from dlm.decoding.sampling import Sampler
 from dlm.decoding.stream import Stream, device_of, new_cache
@@ -50,10 +51,13 @@ class CachedDecoder:
         seed: int,
         eos_id: int | None,
         max_len: int | None,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
     ) -> None:
-        if compile is not None and not isinstance(compile, bool):
-            raise ValueError(f"compile must be True, False or None (the device's default), got {compile!r}")
+        if not (compile is None or isinstance(compile, bool) or compile in MODES):
+            raise ValueError(
+                f"compile must be True, False, None (the device's default) or a torch.compile mode "
+                f"({', '.join(MODES)}), got {compile!r}"
+            )
         self.sampler = Sampler(temperature, top_k, top_p)
         self.seed, self.eos_id, self.max_len, self.compile = seed, eos_id, max_len, compile
 
@@ -68,9 +72,13 @@ class CachedDecoder:
         the same way before and during decoding. The base decoder (AR) needs nothing of the model."""
         return None
 
-    def compiles(self, model: nn.Module) -> bool:
-        """Whether this decode compiles its forwards: `compile`, else on for CUDA only."""
-        return self.compile if self.compile is not None else device_of(model).type == "cuda"
+    def compile_mode(self, model: nn.Module) -> str | None:
+        """The torch.compile mode of this decode's forwards, None for eager: `compile` (True is
+        "default"), else "default" on CUDA and eager elsewhere."""
+        setting = self.compile if self.compile is not None else device_of(model).type == "cuda"
+        if setting is False:
+            return None
+        return "default" if setting is True else setting
 
     def bind_drafter(self, drafter: nn.Module) -> None:
         raise ValueError(f"{type(self).__name__} drafts with its model; it takes no drafter")
@@ -96,7 +104,7 @@ class CachedDecoder:
         """The checked prompts, the model's stream with them prefilled (a cache with `scratch`
         slots beyond prompt + budget), each row's progress, and the generator samples draw from."""
         prompts = check_prompts(prompts, max_new_tokens, model.config.vocab_size)
-        compile = self.compiles(model)
+        compile = self.compile_mode(model)
         cache = new_cache(model, prompts, max_new_tokens, scratch, self.max_len, compile)
         target = Stream("target", model, cache, stats, filler, compile)
         rows = Progress(prompts, max_new_tokens, self.eos_id, stats, self.stop)

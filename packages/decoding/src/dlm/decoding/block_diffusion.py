@@ -84,7 +84,7 @@ class BlockDiffusionDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         self.block_size = None if block_size is None else block_length(block_size)
         if not isinstance(threshold, int | float) or not 0 < threshold <= 1:

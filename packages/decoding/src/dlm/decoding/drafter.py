@@ -63,7 +63,7 @@ class DrafterSpeculativeDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         self.drafter = drafter
         self.k = None if k is None else positive("k", k)
@@ -133,7 +133,7 @@ class DrafterSpeculativeDecoder(CachedDecoder):
             prompts, target, rows, generator = self.start(
                 model, prompts, max_new_tokens, m + 2, stats, mask_id
             )
-            compile = self.compiles(model)
+            compile = self.compile_mode(model)
             drafter_cache = new_cache(self.drafter, prompts, max_new_tokens, m + k + 3, self.max_len, compile)
             drafter = Stream("drafter", self.drafter, drafter_cache, stats, mask_id, compile)
             drafter.prefill(prompts)

@@ -54,7 +54,7 @@ def short_decoders(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
-    compile: bool | None = None,
+    compile: bool | str | None = None,
 ) -> dict[str, Decoder]:
     """The decoders named, by name, built with the settings each takes.
 
@@ -75,7 +75,8 @@ def short_decoders(
         top_p: Nucleus sampling mass.
         seed: Seed of the sampling generator.
         compile: Fixed-shape compiled forwards (torch.compile; the same tokens, compile time reported
-            apart); default: on for CUDA, off on CPU.
+            apart): true, or a torch.compile mode (reduce-overhead: CUDA graphs on GPUs); default: on
+            for CUDA, off on CPU.
     """
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, compile=compile)
     build: dict[str, Callable[[], Decoder]] = {

@@ -46,7 +46,7 @@ class SelfSpeculativeDecoder(CachedDecoder):
         seed: int = 0,
         eos_id: int | None = None,
         max_len: int | None = None,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         self.k = None if k is None else positive("k", k)
         self.cross_block = cross_block

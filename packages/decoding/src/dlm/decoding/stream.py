@@ -39,7 +39,7 @@ def new_cache(
     max_new_tokens: int,
     scratch: int,
     max_len: int | None,
-    compile: bool = False,
+    compile: str | None = None,
 ) -> KVCache:
     """A cache with room for the longest prompt, the budget and one forward's scratch slots. With
     compile: the scratch of its padded width, and a length rounded up to a multiple of LENGTH_STEP
@@ -76,11 +76,11 @@ class Stream:
         cache: KVCache,
         stats: DecodeStats,
         filler: int = 0,
-        compile: bool = False,
+        compile: str | None = None,
     ) -> None:
         self.name, self.model, self.cache, self.stats, self.filler = name, model, cache, stats, filler
         self.device = device_of(model)
-        self.compiled = compiled_forward(model) if compile else None
+        self.compiled = compiled_forward(model, compile) if compile else None
 
     def prefill(self, prompts: list[list[int]]) -> None:
         """Commit every prompt but its last token (which is pending)."""

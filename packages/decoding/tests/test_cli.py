@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from dlm.core import ByteTokenizer, save_checkpoint
+from dlm.decoding.arguments import spelled
 from dlm.decoding.cli import main
+from dlm.decoding.options import short_decoders
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +303,9 @@ def test_a_base_plus_its_draft_adapter(checkpoint, tmp_path, capsys):
     assert main([*args, "--adapter", str(other), "--decoder", "self-spec"]) == 2
     err = capsys.readouterr().err
     assert "the adapter was trained on base" in err and err.count("\n") == 1
+
+
+def test_a_bare_compile_flag_means_true_and_a_mode_is_kept():
+    assert spelled(["--compile", "--k", "2"], short_decoders) == ["--compile=true", "--k", "2"]
+    assert spelled(["--compile", "reduce-overhead"], short_decoders) == ["--compile", "reduce-overhead"]
+    assert spelled(["--compile", "false"], short_decoders) == ["--compile", "false"]

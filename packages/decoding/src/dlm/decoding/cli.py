@@ -27,21 +27,9 @@ from typing import Any
 from dlm.core.checks import positive
 from dlm.core.corpora import EMBEDDED, embedded_documents
 from dlm.core.protocols import Decoder
+from dlm.decoding.arguments import fail, parameters, parse, parser, resolved
 from dlm.decoding.evaluation import Evaluation
-from dlm.decoding.options import (
-    Loaded,
-    fail,
-    label,
-    load,
-    parameters,
-    parse,
-    parser,
-    prepare,
-    resolve_decoders,
-    resolved,
-    short_decoders,
-    write_run,
-)
+from dlm.decoding.options import Loaded, label, load, prepare, resolve_decoders, short_decoders, write_run
 
 PROG = "dlm-decode"
 DEFAULT = ("ar", "self-spec")

@@ -23,22 +23,10 @@ from typing import Any, Literal
 from dlm.core.chat import frame_code_prompt
 from dlm.core.checks import positive
 from dlm.core.protocols import Decoder
+from dlm.decoding.arguments import fail, parameters, parse, parser, resolved
 from dlm.decoding.evaluation import Evaluation
 from dlm.decoding.metrics import decode_table
-from dlm.decoding.options import (
-    Loaded,
-    fail,
-    label,
-    load,
-    parameters,
-    parse,
-    parser,
-    prepare,
-    resolve_decoders,
-    resolved,
-    short_decoders,
-    write_run,
-)
+from dlm.decoding.options import Loaded, label, load, prepare, resolve_decoders, short_decoders, write_run
 from dlm.decoding.tasks.humaneval import PROMPT_FORMATS, PassAtK, StopText, read_problems, read_samples, score
 from dlm.decoding.tasks.likelihood import solution_masked_ce, solution_nll
 from dlm.decoding.tasks.lm_eval_command import lm_eval

@@ -26,9 +26,10 @@ from dlm.attention import Causal
 from dlm.core.checkpoint import training_of
 from dlm.core.checks import positive
 from dlm.core.stats import DecodeStats
+from dlm.decoding.arguments import parameters
 from dlm.decoding.evaluation import decode_interleaved
 from dlm.decoding.metrics import decode_metrics, decode_report
-from dlm.decoding.options import Loaded, load, parameters, prepare, short_decoders
+from dlm.decoding.options import Loaded, load, prepare, short_decoders
 from dlm.decoding.record import trained_sizes
 from dlm.decoding.tasks.humaneval import StopText, cut
 

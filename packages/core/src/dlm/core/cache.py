@@ -68,23 +68,24 @@ class KVCache:
 
     def prepare(self, q_len: int) -> Slots:
         """Check that q_len more tokens fit in every row and compute their slots."""
+        view_len = max(self._lengths) + q_len
+        if len(set(self._lengths)) == 1:
+            self._check(q_len)
+            return Slots(start=self._lengths[0], index=None, view_len=view_len)
+        return Slots(start=None, index=self.slot_index(q_len), view_len=view_len)
+
+    def slot_index(self, q_len: int) -> Tensor:
+        """(batch, q_len): the slots q_len more tokens go to in each row, after the overflow check."""
+        self._check(q_len)
+        starts = torch.tensor(self._lengths, device=self.device).unsqueeze(1)
+        return starts + torch.arange(q_len, device=self.device)
+
+    def _check(self, q_len: int) -> None:
         for row, length in enumerate(self._lengths):
             if length + q_len > self.max_len:
                 raise ValueError(
                     f"KV cache overflow: row {row} holds {length} tokens, {q_len} more exceed max_len={self.max_len}"
                 )
-        view_len = max(self._lengths) + q_len
-        if len(set(self._lengths)) == 1:
-            return Slots(start=self._lengths[0], index=None, view_len=view_len)
-        starts = torch.tensor(self._lengths, device=self.device).unsqueeze(1)
-        index = starts + torch.arange(q_len, device=self.device)
-        return Slots(start=None, index=index, view_len=view_len)
-
-    def slot_index(self, q_len: int) -> Tensor:
-        """(batch, q_len): the slots q_len more tokens go to in each row, after the overflow check."""
-        self.prepare(q_len)
-        starts = torch.tensor(self._lengths, device=self.device).unsqueeze(1)
-        return starts + torch.arange(q_len, device=self.device)
 
     def write(self, layer: int, k: Tensor, v: Tensor, slots: Slots) -> tuple[Tensor, Tensor]:
         """Store k, v (batch, kv_heads, q, head_dim) in their slots; return this layer's keys and values

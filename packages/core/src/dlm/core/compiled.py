@@ -62,7 +62,6 @@ class CompiledForward:
         # dynamo's default limit of 8 graphs per function the ninth would run eagerly, silently.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.model = model
-        self.mode = mode
         self.compiled = torch.compile(fixed_forward, dynamic=False, mode=None if mode == "default" else mode)
         self.shapes: set[tuple] = set()
         self.compile_seconds = 0.0

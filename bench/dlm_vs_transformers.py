@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import best_ms  # bench/timing.py: the scripts run from bench/
 
 from dlm.attention import Causal, Verify
 from dlm.core import load_model
@@ -39,15 +40,10 @@ from dlm.decoding.tasks.humaneval import read_problems
 
 
 def bandwidth_gb_s(megabytes: int = 512) -> float:
-    """Read + write bytes per second of the best of five copies of a large tensor."""
+    """Read + write bytes per second of the best of five copies of a large tensor (after one)."""
     src = torch.ones(megabytes * 2**20 // 4)
     dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - start)
-    return 2 * src.numel() * 4 / best / 1e9
+    return 2 * src.numel() * 4 / (best_ms(lambda: dst.copy_(src), 5) / 1e3) / 1e9
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
@@ -140,13 +136,7 @@ def forward_ms(model, width: int, compile: bool, repeats: int) -> float:
         step = lambda: forward(tokens, positions, mask, cache, False, None)  # noqa: E731
     else:
         step = lambda: model(tokens, positions, mask, cache=cache, commit=False)  # noqa: E731
-    step()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+    return best_ms(step, repeats)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,20 +15,11 @@ import time
 from pathlib import Path
 
 import torch
+from timing import best_ms  # bench/timing.py: the scripts run from bench/
 
 from dlm.core.results import record, write_results
 
 SHAPES = {"head": (49152, 576), "mlp": (1536, 576), "attention": (576, 576)}
-
-
-def best_ms(run, repeats: int) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,6 +111,34 @@ def test_conversion_trains_on_the_same_data(base, distilled, tmp_path):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
+def test_conversion_and_ar_score_the_answers_of_distilled_data(base, distilled, tmp_path):
+    """The AR CE a conversion test reports, and an AR module's loss, count the answer tokens only:
+    not the prompt, the padding, nor the tokens across the padding's document boundaries."""
+    from dlm.core.losses import AutoregressiveLoss
+    from dlm.training import ARLanguageModel, ConversionModule
+    from dlm.training.patterns import causal, positions
+
+    data = DistilledDataModule(str(distilled), seq_len=224, batch_size=4, block_size=B)
+    batch = next(iter(data.test_dataloader()))
+    tokens = batch["tokens"]
+    module = ConversionModule(init_from=str(base), block_size=B, same_document=True).eval()
+    with torch.no_grad():
+        logits = module.model(tokens, positions(*tokens.shape, tokens.device), causal(batch["doc_ids"]))
+    answers = AutoregressiveLoss()(logits, tokens, batch["loss_mask"])
+    everything = AutoregressiveLoss()(logits, tokens)
+    assert abs(float(answers - everything)) > 0.1  # the layouts differ enough to tell them apart
+    trainer = pl.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_test_batches=1, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.test(module, datamodule=data, verbose=False)
+    assert float(trainer.callback_metrics["test/ar_loss"]) == pytest.approx(float(answers), rel=1e-3)
+
+    ar = ARLanguageModel(init_from=str(base), same_document=True).eval()
+    with torch.no_grad():
+        assert float(ar.step(batch)) == pytest.approx(float(answers), rel=1e-3)
+
+
 def test_an_empty_answer_set_is_one_line(distilled, tmp_path):
     import shutil
 

@@ -143,10 +143,11 @@ class ConversionModule(LanguageModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, _, _ = self.objective(batch, 0)
         self.log("test/loss", loss, sync_dist=True)
-        # How much of the AR model survives: next-token CE of the converted weights, causal mask.
+        # How much of the AR model survives: next-token CE of the converted weights, causal mask,
+        # on the scored tokens (distilled data: the answers, not the prompt or the padding).
         tokens, doc_ids = batch["tokens"], self.doc_ids(batch)
         ar_logits = self.model(tokens, positions(*tokens.shape, tokens.device), causal(doc_ids))
-        self.log("test/ar_loss", self.ar_loss(ar_logits, tokens), sync_dist=True)
+        self.log("test/ar_loss", self.ar_loss(ar_logits, tokens, batch.get("loss_mask")), sync_dist=True)
         for strategy, metric in zip(self.eval_ratios, self.ratio_metrics, strict=True):
             corrupted = self.corrupt(batch, strategy, 0)
             logits = self(corrupted.tokens, tokens, doc_ids, self.eval_pattern)

@@ -45,7 +45,7 @@ class ARLanguageModel(LanguageModule):
 
     def step(self, batch: dict[str, Tensor]) -> Tensor:
         tokens = batch["tokens"]
-        return self.loss(self(tokens, self.doc_ids(batch)), tokens)
+        return self.loss(self(tokens, self.doc_ids(batch)), tokens, batch.get("loss_mask"))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.step(batch)

@@ -36,6 +36,25 @@ def test_distill_config_parses(config):
     assert type(built.decoder).__name__ == "ARDecoder" and built.target and built.out
 
 
+DECODE = sorted(ROOT.glob("apps/*/decode/*.yaml"))
+
+
+@pytest.mark.parametrize("config", DECODE, ids=lambda p: p.name)
+def test_decode_config_parses(config):
+    """Every dlm-decode / dlm-eval decoders config parses against dlm-decode and builds its decoders
+    (nothing is loaded or decoded)."""
+    from dlm.decoding.arguments import parameters, parse, parser
+    from dlm.decoding.cli import decode
+    from dlm.decoding.options import label, load, short_decoders
+
+    functions = (short_decoders, load, label, decode)
+    p = parser("dlm-decode", None, *functions, skip={"loaded"})
+    init = p.instantiate(parse(p, ["--checkpoint", "x", "--config", str(config)], *functions))
+    decoders = init["decoders"]
+    assert decoders and init["baseline"] in decoders
+    assert all(callable(getattr(d, "decode", None)) for d in decoders.values())
+
+
 def test_configs_are_shipped():
     assert set(TINY_CHAIN) <= set(CONFIGS)
     assert ROOT / "apps/conversion/configs/qwen3-0.6b.yaml" in CONFIGS

@@ -43,7 +43,7 @@ DECODE = sorted(ROOT.glob("apps/*/decode/*.yaml"))
 def test_decode_config_parses(config):
     """Every dlm-decode / dlm-eval decoders config parses against dlm-decode and builds its decoders
     (nothing is loaded or decoded)."""
-    from dlm.decoding.arguments import parameters, parse, parser
+    from dlm.decoding.arguments import parse, parser
     from dlm.decoding.cli import decode
     from dlm.decoding.options import label, load, short_decoders
 

@@ -43,14 +43,9 @@ DECODE = sorted(ROOT.glob("apps/*/decode/*.yaml"))
 def test_decode_config_parses(config):
     """Every dlm-decode / dlm-eval decoders config parses against dlm-decode and builds its decoders
     (nothing is loaded or decoded)."""
-    from dlm.decoding.arguments import parse, parser
-    from dlm.decoding.cli import decode
-    from dlm.decoding.options import label, load, short_decoders
+    from dlm.decoding.cli import read
 
-    functions = (short_decoders, load, label, decode)
-    p = parser("dlm-decode", None, *functions, skip={"loaded"})
-    init = p.instantiate(parse(p, ["--checkpoint", "x", "--config", str(config)], *functions))
-    decoders = init["decoders"]
+    _, _, init, decoders = read(["--checkpoint", "x", "--config", str(config)])
     assert decoders and init["baseline"] in decoders
     assert all(callable(getattr(d, "decode", None)) for d in decoders.values())
 

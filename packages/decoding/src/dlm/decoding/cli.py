@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentParser, Namespace
+
 from dlm.core.checks import positive
 from dlm.core.corpora import EMBEDDED, embedded_documents
 from dlm.core.protocols import Decoder
@@ -132,17 +134,25 @@ def corpus_prompts(corpus: str, split: str, count: int, length: int, tokenizer) 
     return prompts
 
 
+def read(args: Sequence[str]) -> tuple[ArgumentParser, Namespace, dict[str, Any], dict[str, Decoder]]:
+    """The parser, the parsed config, its instantiated values and the decoders, before anything is
+    loaded; bad input is a ValueError."""
+    functions = (short_decoders, load, label, decode)
+    p = parser(PROG, __doc__, *functions, skip={"loaded"})
+    config = parse(p, args, *functions)
+    init = p.instantiate(config)
+    if init.get("corpus") is not None and init["corpus"] not in EMBEDDED:
+        raise ValueError(f"--corpus must be one of {', '.join(sorted(EMBEDDED))}, got {init['corpus']!r}")
+    decoders = resolve_decoders(parameters(short_decoders, init), init["decoders"], DEFAULT, "ar")
+    return p, config, init, decoders
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Bad input ends with one line on stderr and exit status 2."""
     started = time.time()
     args = list(sys.argv[1:] if argv is None else argv)
-    p = parser(PROG, __doc__, short_decoders, load, label, decode, skip={"loaded"})
     try:
-        config = parse(p, args, short_decoders, load, label, decode)
-        init = p.instantiate(config)
-        if init.get("corpus") is not None and init["corpus"] not in EMBEDDED:
-            raise ValueError(f"--corpus must be one of {', '.join(sorted(EMBEDDED))}, got {init['corpus']!r}")
-        decoders = resolve_decoders(parameters(short_decoders, init), init["decoders"], DEFAULT, "ar")
+        p, config, init, decoders = read(args)
         loaded = load(**parameters(load, init))
         out = decode(loaded, **{**parameters(decode, init), "decoders": decoders})
     except (ValueError, FileNotFoundError) as err:

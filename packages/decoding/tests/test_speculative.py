@@ -1,5 +1,7 @@
 """DrafterSpeculativeDecoder: an external diffusion drafter for an AR target, each with its own cache."""
 
+import time
+
 import pytest
 import reference_decoding as reference
 import torch
@@ -34,6 +36,21 @@ def test_matches_reference(shifted, target, prompts, settings):
         assert tokens == [ref.tokens]
         assert stats.accepted == ref.accepted
         assert stats.forwards == ref.forwards
+
+
+@pytest.mark.parametrize("slow", ["drafter", "target"])
+def test_time_is_split_by_model(model, target, prompts, slow):
+    """A 20 ms sleep in one model's forward makes that model's share of the time most of it."""
+    net = {"drafter": model, "target": target}[slow]
+    hook = net.register_forward_hook(lambda *_: time.sleep(0.02))
+    try:
+        _, stats = DrafterSpeculativeDecoder(model, k=3).generate(target, prompts[:1], 8)
+    finally:
+        hook.remove()
+    drafter, target_s = stats.forward_seconds["drafter"], stats.forward_seconds["target"]
+    assert drafter + target_s <= stats.seconds
+    assert stats.drafter_time_share == drafter / stats.seconds
+    assert (stats.drafter_time_share > 0.5) == (slow == "drafter")
 
 
 def test_batch_equals_rows_one_by_one(model, target, prompts):

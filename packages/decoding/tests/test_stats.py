@@ -26,8 +26,13 @@ def test_merged_adds_everything():
     b.count("drafter", 3)
     a.record_verify(2, 1, 1)
     b.record_verify(1, 3, 0)
+    a.time("target", 1.5)
+    b.time("target", 0.5)
+    b.time("drafter", 0.25)
     a.tokens, b.tokens, a.rows, b.rows = 2, 1, 2, 3
+    a.seconds, b.seconds = 2.0, 3.0
     m = a.merged(b)
+    assert m.forward_seconds == {"drafter": 0.25, "target": 2.0} and m.drafter_time_share == 0.05
     assert m.forwards == {"drafter": 3, "target": 2} and m.tokens == 3 and m.rows == 5
     assert m.position_trials == [2, 0, 0] and m.position_accepts == [1, 0, 0] and m.accepted == [2, 1]
     assert m.drafter_forwards_per_token == 1.0

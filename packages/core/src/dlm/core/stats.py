@@ -39,11 +39,17 @@ class DecodeStats:
     """Wall time of the generate() call, prefill included, compiling excluded."""
     compile_seconds: float = 0.0
     """Wall time spent compiling (the first forward of each new shape with compile on)."""
+    forward_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of the decode forwards per model (prefill and compiling excluded): with an external
+    drafter, its share of `seconds` is what drafting costs."""
 
     def count(self, model: str, rows: int, calls: int = 1) -> None:
         """Record one batched forward of `model` over `rows` rows still generating."""
         self.forwards[model] = self.forwards.get(model, 0) + rows
         self.calls[model] = self.calls.get(model, 0) + calls
+
+    def time(self, model: str, seconds: float) -> None:
+        self.forward_seconds[model] = self.forward_seconds.get(model, 0.0) + seconds
 
     def record_verify(self, emitted: int, drafted: int, accepted: int) -> None:
         """One verify step of one row: `drafted` drafts, the first `accepted` kept, `emitted` tokens
@@ -68,6 +74,11 @@ class DecodeStats:
         return self.forwards.get("drafter", 0) / self.tokens if self.tokens else 0.0
 
     @property
+    def drafter_time_share(self) -> float:
+        """The drafter's decode forwards' share of the wall time (external drafter)."""
+        return self.forward_seconds.get("drafter", 0.0) / self.seconds if self.seconds else 0.0
+
+    @property
     def tau(self) -> float:
         """Mean tokens emitted per verify step."""
         return sum(self.accepted) / len(self.accepted) if self.accepted else 0.0
@@ -83,7 +94,7 @@ class DecodeStats:
     def merged(self, other: DecodeStats) -> DecodeStats:
         """The stats of both calls together (e.g. a prompt set decoded in several batches)."""
 
-        def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+        def add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(set(a) | set(b))}
 
         def add_lists(a: list[int], b: list[int]) -> list[int]:
@@ -101,6 +112,7 @@ class DecodeStats:
             position_accepts=add_lists(self.position_accepts, other.position_accepts),
             seconds=self.seconds + other.seconds,
             compile_seconds=self.compile_seconds + other.compile_seconds,
+            forward_seconds=add(self.forward_seconds, other.forward_seconds),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -115,6 +127,7 @@ class DecodeStats:
             "tokens_per_second": self.tokens_per_second,
             "seconds": self.seconds,
             "compile_seconds": self.compile_seconds,
+            "forward_seconds": dict(self.forward_seconds),
             "acceptance_by_position": self.acceptance_by_position,
         }
 

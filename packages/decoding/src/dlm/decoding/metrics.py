@@ -47,12 +47,14 @@ def distinct_ngrams(outputs: Sequence[Sequence[int]], n: int) -> float:
 
 
 def verify_metrics(stats: DecodeStats) -> dict[str, float]:
-    """Of a speculative run: drafter forwards per token (with an external drafter) and per draft
+    """Of a speculative run: drafter forwards per token and their share of the wall time (with an
+    external drafter) and per draft
     position the acceptance given it was checked (accept@k) and the share of verify steps that
     accepted at least k drafts (reach@k). Empty for decoders without verify steps."""
     out = {}
     if "drafter" in stats.forwards:
         out["drafter_forwards_per_token"] = stats.drafter_forwards_per_token
+        out["drafter_time_share"] = stats.drafter_time_share
     steps = len(stats.accepted)
     for i, rate in enumerate(stats.acceptance_by_position):
         out[f"accept@{i + 1}"] = rate
@@ -68,7 +70,7 @@ def decode_metrics(
 ) -> dict[str, float]:
     """The one metric schema, per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s",
     "<name>/distinct4", "<name>/tau" and accept@k / reach@k (decoders with verify steps),
-    "<name>/drafter_forwards_per_token" (an external drafter), "<name>/compile_s" (compiled
+    "<name>/drafter_forwards_per_token" and "<name>/drafter_time_share" (an external drafter), "<name>/compile_s" (compiled
     forwards: the seconds compiling took, apart from tokens_per_s), "<name>/ar_nll" (with a
     reference model and the prompts) and, when `baseline` names one of the runs, "<name>/speedup" (tok/s
     ratio to it) and "<name>/agreement" (same token at the same position as its output)."""
@@ -166,6 +168,7 @@ def decode_table(names: Sequence[str], metrics: Mapping[str, Any], baseline: str
         ("AR NLL", _format("ar_nll", "{:.3f}")),
         ("distinct 4-grams", _format("distinct4", "{:.2f}")),
         ("drafter fwd/tok", _format("drafter_forwards_per_token", "{:.2f}")),
+        ("drafter time", _format("drafter_time_share", "{:.0%}")),
         ("compile s", _format("compile_s", "{:.0f}")),
     ]
     cells = {name: [cell(of(name, metrics)) for _, cell in columns] for name in names}

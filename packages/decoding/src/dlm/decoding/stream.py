@@ -102,6 +102,7 @@ class Stream:
     def forward(self, layout: Layout, active: int, commit: bool) -> Tensor:
         """Logits (rows, width, vocab). With commit the cache advances every row by the width; the
         caller then crops each row to what it keeps (`settle`)."""
+        start, compiling = time.perf_counter(), 0.0
         if self.compiled is None:
             tokens, positions, mask, draft = layout.build(self.device, self.filler)
             logits = self.model(tokens, positions, mask, cache=self.cache, commit=commit, draft=draft)
@@ -110,7 +111,11 @@ class Stream:
             tokens, positions, mask, draft = layout.build(self.device, self.filler, width)
             before = self.compiled.compile_seconds
             logits = self.compiled(tokens, positions, mask, self.cache, commit, draft)
-            self.stats.compile_seconds += self.compiled.compile_seconds - before
+            compiling = self.compiled.compile_seconds - before
+            self.stats.compile_seconds += compiling
+        if self.device.type == "cuda":  # kernels run async: time them, not their launch
+            torch.cuda.synchronize(self.device)
+        self.stats.time(self.name, time.perf_counter() - start - compiling)
         self.stats.count(self.name, active)
         return logits
 

@@ -47,6 +47,21 @@ def test_fit_then_test_writes_a_complete_results_file(tmp_path, make_config):
     tested = read_results(other)
     assert tested["stages"] == ["test"] and tested["experiment"] == "x" and tested["variant"] == "small"
     assert "train/loss" not in tested["metrics"] and "test/ar_loss" in tested["metrics"]
+    assert tested["steps"] == 0  # the config's model, untrained
+
+    saved = tmp_path / "saved/r.json"  # a test of a trained checkpoint records its steps
+    main(
+        [
+            "test",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            "runs/t/checkpoints/last.ckpt",
+            "--results.path",
+            str(saved),
+        ]
+    )
+    assert read_results(saved)["steps"] == 2
 
 
 def test_disabled_writes_nothing(tmp_path, make_config):

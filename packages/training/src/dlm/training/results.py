@@ -108,6 +108,12 @@ class ResultsWriter(pl.Callback):
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start()
 
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Testing a checkpoint leaves trainer.global_step at 0: the model's steps are the checkpoint's.
+        self.steps = checkpoint.get("global_step")
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.steps = trainer.global_step
         self.finish("fit", trainer, pl_module)

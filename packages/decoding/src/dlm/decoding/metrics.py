@@ -48,9 +48,9 @@ def distinct_ngrams(outputs: Sequence[Sequence[int]], n: int) -> float:
 
 def verify_metrics(stats: DecodeStats) -> dict[str, float]:
     """Of a speculative run: drafter forwards per token and their share of the wall time (with an
-    external drafter) and per draft
-    position the acceptance given it was checked (accept@k) and the share of verify steps that
-    accepted at least k drafts (reach@k). Empty for decoders without verify steps."""
+    external drafter) and per draft position the acceptance given it was checked (accept@k) and
+    the share of verify steps that accepted at least k drafts (reach@k). Empty for decoders
+    without verify steps."""
     out = {}
     if "drafter" in stats.forwards:
         out["drafter_forwards_per_token"] = stats.drafter_forwards_per_token
@@ -70,10 +70,11 @@ def decode_metrics(
 ) -> dict[str, float]:
     """The one metric schema, per decoder run (outputs, stats): "<name>/tpf", "<name>/tokens_per_s",
     "<name>/distinct4", "<name>/tau" and accept@k / reach@k (decoders with verify steps),
-    "<name>/drafter_forwards_per_token" and "<name>/drafter_time_share" (an external drafter), "<name>/compile_s" (compiled
-    forwards: the seconds compiling took, apart from tokens_per_s), "<name>/ar_nll" (with a
-    reference model and the prompts) and, when `baseline` names one of the runs, "<name>/speedup" (tok/s
-    ratio to it) and "<name>/agreement" (same token at the same position as its output)."""
+    "<name>/drafter_forwards_per_token" and "<name>/drafter_time_share" (an external drafter),
+    "<name>/compile_s" (compiled forwards: the seconds compiling took, apart from tokens_per_s),
+    "<name>/ar_nll" (with a reference model and the prompts) and, when `baseline` names one of the
+    runs, "<name>/speedup" (tok/s ratio to it) and "<name>/agreement" (same token at the same
+    position as its output)."""
     out = {}
     base = runs.get(baseline) if baseline is not None else None
     for name, (generated, stats) in runs.items():

@@ -49,6 +49,7 @@ class DecodeStats:
         self.calls[model] = self.calls.get(model, 0) + calls
 
     def time(self, model: str, seconds: float) -> None:
+        """Record the wall time of one decode forward of `model`."""
         self.forward_seconds[model] = self.forward_seconds.get(model, 0.0) + seconds
 
     def record_verify(self, emitted: int, drafted: int, accepted: int) -> None:
